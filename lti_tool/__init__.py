@@ -1,0 +1,56 @@
+"""Marginalia: an LTI 1.3 tool that gives students immediate, personalised feedback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from lti_tool.config import Mode, Settings
+from lti_tool.extensions import db
+from lti_tool.kvstore import create_store
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Application factory; tests pass a Settings object (or keyword overrides) straight in."""
+    settings = settings or Settings(**overrides)
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(settings.flask_config())
+    app.config["MARGINALIA"] = settings
+    if not app.config["SECRET_KEY"]:
+        from lti_tool.secrets import local_secret_key
+
+        app.config["SECRET_KEY"] = local_secret_key(settings)
+    # The tool usually sits behind a TLS-terminating proxy; trust one hop for scheme/host.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    logging.basicConfig(level=settings.log_level)
+
+    db.init_app(app)
+    app.extensions["marginalia.store"] = create_store(settings.redis_url)
+
+    from lti_tool import admin, errors, instructor, lti, student
+
+    app.register_blueprint(lti.bp)
+    app.register_blueprint(student.bp)
+    app.register_blueprint(instructor.bp)
+    app.register_blueprint(admin.bp)
+    errors.init_app(app)
+
+    if settings.sandbox_enabled:
+        if settings.mode is Mode.PRODUCTION:
+            raise RuntimeError("the sandbox LMS is refused in production mode")
+        from lti_tool import sandbox
+
+        sandbox.init_app(app)
+
+    from lti_tool.auth import launch_url
+
+    app.jinja_env.globals["launch_url"] = launch_url
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

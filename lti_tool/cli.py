@@ -1,0 +1,233 @@
+"""The ``marginalia`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from lti_tool.config import Mode, Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _app() -> Flask:
+    from lti_tool import create_app
+
+    return create_app(Settings())
+
+
+@click.group()
+def main() -> None:
+    """Marginalia: personalised feedback and grades for LTI 1.3 platforms."""
+
+
+# -- database -------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+def alembic_config(database_url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_database(database_url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    if database_url.startswith("sqlite:///"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(database_url), revision)
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    upgrade_database(Settings().database_url, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+# -- platforms ------------------------------------------------------------------------------
+@main.group()
+def platform() -> None:
+    """LMS registrations."""
+
+
+@platform.command("add")
+@click.option("--name", required=True)
+@click.option("--issuer", required=True)
+@click.option("--client-id", required=True)
+@click.option("--auth-login-url", required=True, help="The platform's OIDC authorization URL.")
+@click.option("--token-url", required=True, help="The platform's OAuth2 token URL.")
+@click.option("--key-set-url", required=True, help="The platform's JWKS URL.")
+@click.option("--deployment-id", "deployment_ids", multiple=True, help="Repeat for several.")
+@click.option("--auth-audience", default=None)
+def platform_add(
+    name: str,
+    issuer: str,
+    client_id: str,
+    auth_login_url: str,
+    token_url: str,
+    key_set_url: str,
+    deployment_ids: tuple[str, ...],
+    auth_audience: str | None,
+) -> None:
+    """Register a platform (or update it) with its deployments."""
+    from lti_tool.services import platforms
+    from lti_tool.services.errors import MarginaliaError
+
+    with _app().app_context():
+        fields = platforms.PlatformFields(
+            name=name,
+            issuer=issuer,
+            client_id=client_id,
+            auth_login_url=auth_login_url,
+            auth_token_url=token_url,
+            key_set_url=key_set_url,
+            auth_audience=auth_audience,
+        )
+        try:
+            row = platforms.register(fields, deployment_ids)
+        except MarginaliaError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"platform {row.id}: {row.issuer} client_id={row.client_id} ({row.status})")
+
+
+@platform.command("list")
+def platform_list() -> None:
+    """List registered platforms and their deployments."""
+    from lti_tool.services import platforms
+
+    with _app().app_context():
+        for row in platforms.list_all():
+            deployments = ",".join(d.deployment_id for d in row.deployments) or "-"
+            click.echo(
+                f"{row.id}\t{row.status}\t{row.name}\t{row.issuer}\t{row.client_id}\t{deployments}"
+            )
+
+
+@platform.command("disable")
+@click.argument("platform_id", type=int)
+def platform_disable(platform_id: int) -> None:
+    """Refuse every further launch from a platform."""
+    from lti_tool.models import PlatformStatus
+    from lti_tool.services import platforms
+    from lti_tool.services.errors import NotFound
+
+    with _app().app_context():
+        try:
+            row = platforms.set_status(platforms.get(platform_id), PlatformStatus.DISABLED)
+        except NotFound as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"platform {row.id} disabled")
+
+
+# -- keys -----------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """The tool's signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Publish a next key; run again later to make it current and retire the old one."""
+    from lti_tool.services import keys as key_service
+
+    with _app().app_context():
+        settings: Settings = Settings()
+        phase, key = key_service.rotate(settings.key_grace_days)
+        if phase == "published":
+            click.echo(f"next key {key.kid} published; run again to start signing with it")
+        else:
+            click.echo(
+                f"key {key.kid} now signs; the old key stays published for "
+                f"{settings.key_grace_days} days"
+            )
+
+
+# -- admin ----------------------------------------------------------------------------------
+@main.group()
+def admin() -> None:
+    """Local administrators."""
+
+
+@admin.command("create")
+@click.argument("username")
+@click.password_option()
+def admin_create(username: str, password: str) -> None:
+    """Create (or reset the password of) a local administrator."""
+    from lti_tool.services import admins
+
+    with _app().app_context():
+        try:
+            admins.create(username, password)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"administrator {username!r} saved")
+
+
+# -- processes ------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@click.option("--workers", default=2, type=int, help="gunicorn workers (production).")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the web app (gunicorn in production, the threaded dev server otherwise)."""
+    settings = Settings()
+    if settings.mode is Mode.PRODUCTION:
+        import os
+
+        os.execvp(  # noqa: S606 - replaces this process with gunicorn
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(workers),
+                "lti_tool.wsgi:app",
+            ],
+        )
+    app = _app()
+    with app.app_context():
+        from lti_tool.services import keys as key_service
+
+        key_service.ensure_current_key()
+    click.echo(
+        f"Marginalia is running: open http://{host}:{port}/"
+        + ("sandbox/" if settings.sandbox_enabled else "")
+    )
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--queues", default="inference,lti")
+@click.option("--concurrency", default=1, type=int)
+def worker(queues: str, concurrency: int) -> None:
+    """Run a Celery worker for the given queues."""
+    from worker.entry import celery_app
+
+    celery_app.worker_main(
+        ["worker", "--queues", queues, "--concurrency", str(concurrency), "--loglevel", "INFO"]
+    )
+
+
+def _mount_ml() -> None:
+    try:
+        from ml.cli import ml_group
+    except ImportError:  # the ML extra is not installed
+        return
+    main.add_command(ml_group, "ml")
+
+
+_mount_ml()

@@ -1,0 +1,70 @@
+"""Typed settings, read once from the environment (12-factor).
+
+Every variable is prefixed ``MARGINALIA_``; see ``.env.example`` for the full list.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+    DEMO = "demo"
+    TEST = "test"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARGINALIA_", env_file=".env", extra="ignore")
+
+    mode: Mode = Mode.PRODUCTION
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs launch tokens and sessions; required in production."
+    )
+    database_url: str = "sqlite:///var/marginalia.db"
+    # None selects the embedded in-process stores (demo only); production uses Redis.
+    redis_url: str | None = None
+    # Public base URL of the tool as the LMS reaches it, e.g. https://marginalia.school.edu.
+    # When unset, URLs are derived from the incoming request.
+    public_url: str | None = None
+    # The sandbox LMS at /sandbox; refused in production mode.
+    sandbox_enabled: bool = False
+
+    launch_token_ttl_seconds: int = 4 * 3600
+    launch_state_ttl_seconds: int = 600
+    # Accepted clock skew when checking id_token iat/exp.
+    jwt_leeway_seconds: int = 60
+    platform_jwks_cache_seconds: int = 3600
+    # How long a retired signing key stays in the published JWKS.
+    key_grace_days: int = 7
+    http_timeout_seconds: float = 10.0
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.mode is Mode.PRODUCTION:
+            if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("MARGINALIA_SECRET_KEY must be set (32+ characters) in production")
+            if self.sandbox_enabled:
+                raise ValueError("the sandbox LMS cannot be enabled in production mode")
+            if self.redis_url is None:
+                raise ValueError("MARGINALIA_REDIS_URL is required in production mode")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode is Mode.PRODUCTION
+
+    def flask_config(self) -> dict[str, Any]:
+        return {
+            "SECRET_KEY": self.secret_key.get_secret_value() if self.secret_key else None,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "TESTING": self.mode is Mode.TEST,
+        }

@@ -1,0 +1,1 @@
+"""Domain services shared by views, CLI commands and Celery tasks."""

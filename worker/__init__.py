@@ -1,0 +1,1 @@
+"""Celery workers: inference (GPU) and LMS I/O queues."""
