@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, current_app, jsonify, redirect, render_template, request
+import jwt
+from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from lti_tool.constants import Claim
 from lti_tool.extensions import db
 from lti_tool.services.errors import LaunchError, MarginaliaError
 
@@ -20,17 +22,40 @@ def _wants_json() -> bool:
 
 
 def _return_url() -> str | None:
-    """The LMS return URL of the launch, if the failing request carried one we trust."""
-    from flask import g
+    """The LMS return URL for the failing request, only if it points at a registered platform.
 
+    A refused id_token is unverified by definition, so its return URL is trusted only when its
+    host is the host of a registered platform's issuer or login URL (no open redirect).
+    """
     launch = g.get("launch")
-    return launch.return_url if launch is not None else None
+    if launch is not None and launch.return_url:
+        return launch.return_url
+    token = request.form.get("id_token") if request.method == "POST" else None
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        url = (claims.get(Claim.LAUNCH_PRESENTATION) or {}).get("return_url")
+        issuer = str(claims.get("iss") or "")
+    except (jwt.InvalidTokenError, AttributeError):
+        return None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        return None
+    from lti_tool.services import platforms
+
+    try:
+        registered = [p for p in platforms.list_all() if p.issuer == issuer]
+    except Exception:  # the error page must not fail on a database problem
+        return None
+    hosts = {urlsplit(u).netloc for p in registered for u in (p.issuer, p.auth_login_url)}
+    return url if urlsplit(url).netloc in hosts else None
 
 
-def _render(status: int, title: str, message: str) -> Any:
+def _render(status: int, title: str, message: str, return_url: str | None = None) -> Any:
     if _wants_json():
         return jsonify(error=title, message=message), status
-    return render_template("errors/error.html", title=title, message=message), status
+    html = render_template("errors/error.html", title=title, message=message, return_url=return_url)
+    return html, status
 
 
 def init_app(app: Flask) -> None:
@@ -40,10 +65,12 @@ def init_app(app: Flask) -> None:
     def launch_error(exc: LaunchError) -> Any:
         current_app.logger.warning("launch refused: %s", exc.message)
         return_url = _return_url()
-        if return_url and urlsplit(return_url).scheme in ("http", "https"):
+        if return_url:
             sep = "&" if "?" in return_url else "?"
-            return redirect(return_url + sep + urlencode({"lti_errormsg": exc.message}))
-        return _render(exc.status_code, "This activity could not be opened", exc.message)
+            return_url += sep + urlencode({"lti_errormsg": exc.message})
+        return _render(
+            exc.status_code, "This activity could not be opened", exc.message, return_url
+        )
 
     @app.errorhandler(MarginaliaError)
     def domain_error(exc: MarginaliaError) -> Any:

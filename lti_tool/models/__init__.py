@@ -1,0 +1,25 @@
+"""Database models. Every row hangs off a platform, deployment and (where one exists) a course."""
+
+from lti_tool.models._base import utcnow
+from lti_tool.models.activity import Activity, GradeTarget
+from lti_tool.models.admin import AdminUser
+from lti_tool.models.course import Course, Enrollment, LtiUser
+from lti_tool.models.keys import KeyStatus, ToolKey
+from lti_tool.models.launch import LaunchRecord
+from lti_tool.models.platform import Deployment, Platform, PlatformStatus
+
+__all__ = [
+    "Activity",
+    "AdminUser",
+    "Course",
+    "Deployment",
+    "Enrollment",
+    "GradeTarget",
+    "KeyStatus",
+    "LaunchRecord",
+    "LtiUser",
+    "Platform",
+    "PlatformStatus",
+    "ToolKey",
+    "utcnow",
+]
