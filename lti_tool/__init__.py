@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     logging.basicConfig(level=settings.log_level)
 
     db.init_app(app)
-    app.extensions["marginalia.store"] = create_store(settings.redis_url)
+    app.extensions["marginalia.store"] = create_store(settings.redis_url, settings.redis_key_prefix)
 
     from lti_tool import admin, errors, instructor, lti, student
 

@@ -118,16 +118,27 @@ def platform_list() -> None:
 @click.argument("platform_id", type=int)
 def platform_disable(platform_id: int) -> None:
     """Refuse every further launch from a platform."""
+    _set_platform_status(platform_id, "disabled")
+
+
+def _set_platform_status(platform_id: int, status: str) -> None:
     from lti_tool.models import PlatformStatus
     from lti_tool.services import platforms
     from lti_tool.services.errors import NotFound
 
     with _app().app_context():
         try:
-            row = platforms.set_status(platforms.get(platform_id), PlatformStatus.DISABLED)
+            row = platforms.set_status(platforms.get(platform_id), PlatformStatus(status))
         except NotFound as exc:
             raise click.ClickException(exc.message) from exc
-        click.echo(f"platform {row.id} disabled")
+        click.echo(f"platform {row.id} is now {row.status}")
+
+
+@platform.command("approve")
+@click.argument("platform_id", type=int)
+def platform_approve(platform_id: int) -> None:
+    """Accept launches from a platform that arrived by dynamic registration."""
+    _set_platform_status(platform_id, "active")
 
 
 # -- keys -----------------------------------------------------------------------------------

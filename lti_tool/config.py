@@ -6,6 +6,7 @@ Every variable is prefixed ``MARGINALIA_``; see ``.env.example`` for the full li
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/marginalia.db"
     # None selects the embedded in-process stores (demo only); production uses Redis.
     redis_url: str | None = None
+    # Prefix of every key the tool keeps in Redis (several installations may share one server).
+    redis_key_prefix: str = "marginalia:"
     # Public base URL of the tool as the LMS reaches it, e.g. https://marginalia.school.edu.
     # When unset, URLs are derived from the incoming request.
     public_url: str | None = None
@@ -55,6 +58,16 @@ class Settings(BaseSettings):
                 raise ValueError("the sandbox LMS cannot be enabled in production mode")
             if self.redis_url is None:
                 raise ValueError("MARGINALIA_REDIS_URL is required in production mode")
+        return self
+
+    @model_validator(mode="after")
+    def _absolute_sqlite_path(self) -> Settings:
+        # Flask-SQLAlchemy would resolve a relative SQLite path against the instance folder;
+        # resolve it against the working directory, as Alembic does.
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and not self.database_url.startswith(prefix + "/"):
+            path = Path(self.database_url.removeprefix(prefix)).resolve()
+            self.database_url = prefix + str(path)
         return self
 
     @property

@@ -96,5 +96,5 @@ class MemoryStore:
         return True
 
 
-def create_store(redis_url: str | None) -> KeyValueStore:
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+def create_store(redis_url: str | None, prefix: str = "marginalia:") -> KeyValueStore:
+    return RedisStore(redis_url, prefix) if redis_url else MemoryStore()

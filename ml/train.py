@@ -93,7 +93,8 @@ def train_student(
     fb_teacher = {k: v.feedback for k, v in teacher.items() if v.feedback}
     memory = FeedbackMemory.build(examples, encoder, fb_teacher)
     gold_memory_fb = encoder.encode([e.feedback for e in examples])  # [N, D]
-    featurizer = Featurizer(encoder, memory, media)
+    image_dim = student_cfg.image_dim if student_cfg else (media.dim if media else 1280)
+    featurizer = Featurizer(encoder, memory, media, image_dim)
     requests = [e.to_request() for e in examples]
     ids: list[str | None] = [e.id for e in examples]
     feats = featurizer(requests, exclude_ids=ids)
@@ -126,6 +127,7 @@ def train_student(
         student_cfg.n_score_bins,
     )  # [N, K]
     prep_s = time.perf_counter() - t0
+    log.info("prepared %d examples in %.1fs", N, prep_s)
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((N + cfg.batch_size - 1) // cfg.batch_size)
@@ -180,6 +182,7 @@ def train_student(
             sched.step()
             total += loss.detach().item() * len(idx)
         history["loss"].append(round(total / N, 4))
+        log.info("epoch %d loss %.4f", _epoch + 1, total / N)
     model.eval()
     history["train_s"] = round(time.perf_counter() - t0, 2)
     history["config"] = asdict(cfg)

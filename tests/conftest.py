@@ -23,7 +23,9 @@ from lti_tool.extensions import db
 
 PG_SERVER = os.environ.get("MARGINALIA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_BASE = os.environ.get("MARGINALIA_TEST_REDIS", "redis://127.0.0.1:6379")
-TEST_DB = "marginalia_test"
+# Per run, so that two test runs on one machine never share rows or keys.
+TEST_DB = os.environ.get("MARGINALIA_TEST_DB", f"marginalia_test_{os.getpid()}")
+REDIS_PREFIX = f"marginalia-test-{os.getpid()}:"
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
@@ -40,18 +42,26 @@ def _recreate_database(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A freshly migrated PostgreSQL database for this test session."""
-    return _recreate_database(TEST_DB)
+def pg_url() -> Iterator[str]:
+    """A freshly migrated PostgreSQL database for this test session, dropped at the end."""
+    yield _recreate_database(TEST_DB)
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+
+
+def _forget_keys(client: redis_lib.Redis) -> None:
+    keys = list(client.scan_iter(match=REDIS_PREFIX + "*", count=500))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     url = f"{REDIS_BASE}/15"
     client = redis_lib.Redis.from_url(url)
-    client.flushdb()
+    _forget_keys(client)
     yield url
-    client.flushdb()
+    _forget_keys(client)
     client.close()
 
 
@@ -69,6 +79,7 @@ def settings(pg_url: str, redis_url: str) -> Settings:
         secret_key=SECRET,
         database_url=pg_url,
         redis_url=redis_url,
+        redis_key_prefix=REDIS_PREFIX,
         sandbox_enabled=False,
         _env_file=None,
     )

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("lti", __name__, url_prefix="/lti", template_folder="templates")
 
-from lti_tool.lti import routes  # noqa: E402,F401
+from lti_tool.lti import registration, routes  # noqa: E402,F401

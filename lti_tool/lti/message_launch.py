@@ -60,8 +60,16 @@ class MarginaliaMessageLaunch(FlaskMessageLaunch):
         # Cookies blocked: the login page put the state into the platform's storage, and the
         # launch page read it back and posted it here (lti-pm-s).
         if login.get("storage_target"):
-            if self._get_request_param(STATE_PARAM_VERIFIED) == state:
+            verified = self._get_request_param(STATE_PARAM_VERIFIED)
+            if verified == state:
                 return self
+            if verified is not None:
+                # The launch page already asked the platform storage: a different or empty
+                # value is a forgery or a lost state, and asking again would loop forever.
+                raise LaunchError(
+                    "The launch state kept by your learning platform does not match. "
+                    "Open the activity again."
+                )
             raise ClientStorageRequired("state must be read from the platform storage")
         raise LaunchError(
             "The launch state could not be confirmed: your browser did not send the tool's "

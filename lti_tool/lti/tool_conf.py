@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -13,7 +14,9 @@ from lti_tool.models import Platform
 from lti_tool.services import keys, platforms
 
 
+@lru_cache(maxsize=8)
 def _public_pem(private_pem: str) -> str:
+    # Loading an RSA key validates it (tens of ms); the tool's keys change only on rotation.
     private = serialization.load_pem_private_key(private_pem.encode(), password=None)
     return (
         private.public_key()

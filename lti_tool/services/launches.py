@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from lti_tool.constants import Audience, Claim, MessageType
 from lti_tool.extensions import db
@@ -191,7 +192,19 @@ def _grade_target(activity: Activity, user: LtiUser, platform: Platform, body: d
 
 
 def sync_from_launch(body: dict[str, Any], token_ttl_seconds: int) -> LaunchRecord:
-    """Upsert platform-scoped rows for a validated launch and record it."""
+    """Upsert platform-scoped rows for a validated launch and record it.
+
+    Two first launches of the same user or course can race on the unique constraints; the
+    loser simply runs again and finds the rows the winner created.
+    """
+    try:
+        return _sync(body, token_ttl_seconds)
+    except IntegrityError:
+        db.session.rollback()
+        return _sync(body, token_ttl_seconds)
+
+
+def _sync(body: dict[str, Any], token_ttl_seconds: int) -> LaunchRecord:
     aud = body.get("aud")
     client_id = aud[0] if isinstance(aud, list) else aud
     platform = platforms.find(body["iss"], client_id)

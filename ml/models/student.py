@@ -1,0 +1,256 @@
+"""Multimodal student grader: modality-token fusion, grading heads and a feedback generator.
+
+References: modality tokens with key-padding masks as in Perceiver/ViLT-style fusion; the score
+head predicts a distribution over bins (two-hot targets, as in MuZero's value head) so that it can
+be distilled with a KL term; the feedback generator is retrieval-conditioned (RETRO/kNN-LM idea:
+score stored teacher feedback with a query built from the fused state h and the learner features
+z) followed by ``ml.feedback.compose`` which personalises the text with z.
+
+Inputs are pre-computed features (``ml.features.Featurizer`` turns requests into them):
+
+    q, r, a        [B, D_t]     question / reference / answer text embeddings (L2-normalised)
+    text_mask      [B]          answer text present
+    image          [B, D_i]     pooled image features (mean over a submission's images)
+    image_mask     [B]
+    video          [B, T, D_i]  per-frame image features
+    video_mask     [B, T]
+    z              [B, D_z]     learner features (``ml.features.LEARNER_DIM``)
+    memory         [B, D_m]     kNN statistics over graded answers to the same question
+    memory_mask    [B]
+    lex            [B, D_l]     lexical overlap answer/reference (helps where the encoder has [UNK])
+    crit           [B, C, D_t]  rubric criterion embeddings
+    crit_extra     [B, C, D_c]  per-criterion learner mastery, evidence similarity, points share
+    crit_mask      [B, C]
+
+Fusion: one token per modality/feature group, plus a [SUMMARY] token and one token per criterion,
+through a small TransformerEncoder whose key-padding mask hides missing modalities:
+
+    tokens [B, 11 + C, d]  ->  encoder  ->  h = out[:, 0]  [B, d]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+N_FIXED_TOKENS = 11  # SUMMARY Q R A A*R |A-R| IMAGE VIDEO LEARNER MEMORY LEXICAL
+CRITERION_TYPE = N_FIXED_TOKENS
+
+
+@dataclass
+class StudentConfig:
+    text_dim: int = 384  # all-MiniLM-L6-v2
+    image_dim: int = 1280  # EfficientNet-Lite0 pooled features
+    z_dim: int = 16
+    memory_dim: int = 8
+    lex_dim: int = 4
+    crit_extra_dim: int = 5
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    ffn_mult: int = 2
+    dropout: float = 0.1
+    n_score_bins: int = 11
+    retrieval_dim: int = 128
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> StudentConfig:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass
+class StudentBatch:
+    q: Tensor
+    r: Tensor
+    a: Tensor
+    text_mask: Tensor
+    image: Tensor
+    image_mask: Tensor
+    video: Tensor
+    video_mask: Tensor
+    z: Tensor
+    memory: Tensor
+    memory_mask: Tensor
+    lex: Tensor
+    crit: Tensor
+    crit_extra: Tensor
+    crit_mask: Tensor
+
+    def to(self, device: torch.device | str) -> StudentBatch:
+        return StudentBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    def index(self, idx: Tensor | slice) -> StudentBatch:
+        return StudentBatch(**{k: v[idx] for k, v in self.__dict__.items()})
+
+    def __len__(self) -> int:
+        return self.q.shape[0]
+
+
+@dataclass
+class StudentOutput:
+    h: Tensor  # [B, d]        fused state
+    verdict_logits: Tensor  # [B, 3]  order of ml.types.VERDICTS
+    score_logits: Tensor  # [B, K]    over bins 0..1
+    score: Tensor  # [B]              expected normalised score
+    confidence_logit: Tensor  # [B]
+    crit_logits: Tensor  # [B, C]     criterion covered?
+
+
+class FeedbackCandidates(nn.Module):
+    """Encodes stored feedback texts into retrieval keys. [N, ...] -> [N, retrieval_dim]."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        # feedback emb, emb of the answer it was written for, its verdict one-hot, its score
+        self.proj = nn.Sequential(
+            nn.Linear(2 * cfg.text_dim + 4, cfg.d_model),
+            nn.GELU(),
+            nn.Linear(cfg.d_model, cfg.retrieval_dim),
+        )
+
+    def forward(self, fb: Tensor, ans: Tensor, verdict: Tensor, score: Tensor) -> Tensor:
+        # fb, ans [N, D_t]; verdict [N] long; score [N]
+        onehot = F.one_hot(verdict, 3).to(fb.dtype)  # [N, 3]
+        return self.proj(torch.cat([fb, ans, onehot, score[:, None]], dim=-1))  # [N, R]
+
+
+class StudentModel(nn.Module):
+    def __init__(self, cfg: StudentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.summary = nn.Parameter(torch.zeros(1, 1, d))
+        self.type_emb = nn.Embedding(N_FIXED_TOKENS + 1, d)
+        self.text_proj = nn.Linear(cfg.text_dim, d)  # shared by Q, R, A, A*R, |A-R|
+        self.image_proj = nn.Sequential(nn.LayerNorm(cfg.image_dim), nn.Linear(cfg.image_dim, d))
+        self.frame_query = nn.Parameter(torch.zeros(d))  # temporal attention pooling of frames
+        self.z_proj = nn.Sequential(nn.Linear(cfg.z_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.mem_proj = nn.Sequential(nn.Linear(cfg.memory_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.lex_proj = nn.Sequential(nn.Linear(cfg.lex_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.crit_proj = nn.Linear(cfg.text_dim + cfg.crit_extra_dim, d)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, cfg.ffn_mult * d, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.verdict_head = nn.Linear(d, 3)
+        self.score_head = nn.Linear(d, cfg.n_score_bins)
+        self.confidence_head = nn.Linear(d, 1)
+        self.crit_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
+        # Feedback generator g(h, z): query over stored feedback keys.
+        self.candidates = FeedbackCandidates(cfg)
+        self.query = nn.Sequential(
+            nn.Linear(d + cfg.z_dim + cfg.text_dim, d), nn.GELU(), nn.Linear(d, cfg.retrieval_dim)
+        )
+        self.same_question_bias = nn.Parameter(torch.tensor(4.0))
+        self.answer_sim_weight = nn.Parameter(torch.tensor(4.0))
+        self.register_buffer("bins", torch.linspace(0, 1, cfg.n_score_bins), persistent=False)
+
+    # ------------------------------------------------------------------ fusion and heads
+    def forward(self, b: StudentBatch) -> StudentOutput:
+        B = b.q.shape[0]
+        ones = torch.ones(B, dtype=torch.bool, device=b.q.device)
+        # Video: attention-pool the frames with a learned query (audio is not used).
+        frames = self.image_proj(b.video)  # [B, T, d]
+        att = (frames @ self.frame_query) / math.sqrt(self.cfg.d_model)  # [B, T]
+        att = att.masked_fill(~b.video_mask, -1e4).softmax(-1)  # [B, T]
+        video_tok = (att[..., None] * frames).sum(1)  # [B, d]
+        video_present = b.video_mask.any(-1)  # [B]
+        fixed = torch.stack(
+            [
+                self.summary.expand(B, 1, -1)[:, 0],
+                self.text_proj(b.q),
+                self.text_proj(b.r),
+                self.text_proj(b.a),
+                self.text_proj(b.a * b.r),
+                self.text_proj((b.a - b.r).abs()),
+                self.image_proj(b.image),
+                video_tok,
+                self.z_proj(b.z),
+                self.mem_proj(b.memory),
+                self.lex_proj(b.lex),
+            ],
+            dim=1,
+        )  # [B, 11, d]
+        fixed = fixed + self.type_emb.weight[:N_FIXED_TOKENS]
+        crit = self.crit_proj(torch.cat([b.crit, b.crit_extra], -1))  # [B, C, d]
+        crit = crit + self.type_emb.weight[CRITERION_TYPE]
+        tokens = torch.cat([fixed, crit], dim=1)  # [B, 11 + C, d]
+        present = torch.cat(
+            [
+                torch.stack(
+                    [
+                        ones,
+                        ones,
+                        ones,
+                        b.text_mask,
+                        b.text_mask,
+                        b.text_mask,
+                        b.image_mask,
+                        video_present,
+                        ones,
+                        b.memory_mask,
+                        b.text_mask,
+                    ],
+                    dim=1,
+                ),
+                b.crit_mask,
+            ],
+            dim=1,
+        )  # [B, 11 + C]
+        out = self.norm(self.encoder(tokens, src_key_padding_mask=~present))  # [B, 11 + C, d]
+        h = out[:, 0]  # [B, d]
+        crit_h = out[:, N_FIXED_TOKENS:]  # [B, C, d]
+        crit_in = torch.cat([crit_h, h[:, None].expand_as(crit_h)], -1)  # [B, C, 2d]
+        crit_logits = self.crit_head(crit_in).squeeze(-1).masked_fill(~b.crit_mask, -1e4)
+        score_logits = self.score_head(h)  # [B, K]
+        return StudentOutput(
+            h=h,
+            verdict_logits=self.verdict_head(h),
+            score_logits=score_logits,
+            score=score_logits.softmax(-1) @ self.bins,
+            confidence_logit=self.confidence_head(h).squeeze(-1),
+            crit_logits=crit_logits,
+        )
+
+    # ------------------------------------------------------------------ feedback generator
+    def feedback_logits(
+        self,
+        h: Tensor,  # [B, d]
+        z: Tensor,  # [B, D_z]
+        a: Tensor,  # [B, D_t]
+        keys: Tensor,  # [N, R]   from self.candidates(...)
+        cand_answers: Tensor,  # [N, D_t]
+        same_question: Tensor,  # [B, N] bool
+        allowed: Tensor,  # [B, N] bool (same language, not the example itself)
+    ) -> Tensor:
+        """Scores of stored feedback texts for each request: [B, N] (-inf where not allowed)."""
+        query = self.query(torch.cat([h, z, a], -1))  # [B, R]
+        logits = query @ keys.T / math.sqrt(self.cfg.retrieval_dim)  # [B, N]
+        sim = a @ cand_answers.T  # [B, N] cosine (embeddings are L2-normalised)
+        same = same_question.to(logits.dtype)
+        logits = logits + same * (self.same_question_bias + self.answer_sim_weight * sim)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(directory / "student_config.json")
+        torch.save(self.state_dict(), directory / "student.pt")
+
+    @classmethod
+    def load(cls, directory: Path, device: str | torch.device = "cpu") -> StudentModel:
+        directory = Path(directory)
+        model = cls(StudentConfig.load(directory / "student_config.json"))
+        state = torch.load(directory / "student.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state)
+        return model.to(device).eval()
