@@ -38,6 +38,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(admin.bp)
     errors.init_app(app)
 
+    from worker.app import celery_init_app
+
+    celery_init_app(app)
+
     if settings.sandbox_enabled:
         if settings.mode is Mode.PRODUCTION:
             raise RuntimeError("the sandbox LMS is refused in production mode")

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/marginalia.db"
     # None selects the embedded in-process stores (demo only); production uses Redis.
     redis_url: str | None = None
+    # Celery broker; defaults to redis_url, or to an embedded SQLite broker in the demo.
+    broker_url: str | None = None
+    # Inference batching: up to this many submissions per forward pass ...
+    inference_batch_size: int = Field(default=16, ge=1, le=256)
+    # ... or whatever has arrived after this many milliseconds.
+    inference_batch_wait_ms: int = Field(default=200, ge=0, le=10_000)
+    # Where uploaded files are kept (local storage backend).
+    storage_dir: str = "var/uploads"
     # Prefix of every key the tool keeps in Redis (several installations may share one server).
     redis_key_prefix: str = "marginalia:"
     # Public base URL of the tool as the LMS reaches it, e.g. https://marginalia.school.edu.
@@ -69,6 +77,14 @@ class Settings(BaseSettings):
             path = Path(self.database_url.removeprefix(prefix)).resolve()
             self.database_url = prefix + str(path)
         return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        if self.redis_url:
+            return self.redis_url
+        return "sqla+sqlite:///" + str(Path("var/broker.sqlite").resolve())
 
     @property
     def is_production(self) -> bool:

@@ -7,6 +7,15 @@ from lti_tool.models.course import Course, Enrollment, LtiUser
 from lti_tool.models.keys import KeyStatus, ToolKey
 from lti_tool.models.launch import LaunchRecord
 from lti_tool.models.platform import Deployment, Platform, PlatformStatus
+from lti_tool.models.submission import (
+    FileKind,
+    GradeSync,
+    Submission,
+    SubmissionFile,
+    SubmissionStatus,
+    SyncKind,
+    SyncStatus,
+)
 
 __all__ = [
     "Activity",
@@ -14,12 +23,19 @@ __all__ = [
     "Course",
     "Deployment",
     "Enrollment",
+    "FileKind",
+    "GradeSync",
     "GradeTarget",
     "KeyStatus",
     "LaunchRecord",
     "LtiUser",
     "Platform",
     "PlatformStatus",
+    "Submission",
+    "SubmissionFile",
+    "SubmissionStatus",
+    "SyncKind",
+    "SyncStatus",
     "ToolKey",
     "utcnow",
 ]
