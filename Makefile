@@ -28,8 +28,15 @@ test: install services
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# The demo needs no Redis or PostgreSQL: SQLite for the data, a real Celery worker on kombu's
+# SQLAlchemy transport (var/broker.sqlite) in the background, stopped when serve exits.
 demo: install
 	$(DEMO_ENV) $(BIN)/marginalia db upgrade
+	@mkdir -p var; \
+	$(DEMO_ENV) $(BIN)/marginalia worker --queues inference,lti --concurrency 1 --beat \
+	    > var/demo-worker.log 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "worker started (pid $$worker, log var/demo-worker.log)"; \
 	$(DEMO_ENV) $(BIN)/marginalia serve --host $(HOST) --port $(PORT)
 
 lint:

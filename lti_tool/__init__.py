@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
@@ -25,9 +24,16 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         app.config["SECRET_KEY"] = local_secret_key(settings)
     # The tool usually sits behind a TLS-terminating proxy; trust one hop for scheme/host.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
-    logging.basicConfig(level=settings.log_level)
+    from lti_tool import observability, security
+
+    # JSON or text logs with the request id, X-Request-ID, /metrics (replaces basicConfig).
+    observability.init_app(app)
+    security.init_app(app)
 
     db.init_app(app)
+    from lti_tool import i18n
+
+    i18n.init_app(app)
     app.extensions["marginalia.store"] = create_store(settings.redis_url, settings.redis_key_prefix)
 
     from lti_tool import admin, errors, instructor, lti, student
@@ -41,6 +47,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from worker.app import celery_init_app
 
     celery_init_app(app)
+    from worker.tasks.retention import install_beat_schedule
+
+    install_beat_schedule(app.extensions["celery"])
 
     if settings.sandbox_enabled:
         if settings.mode is Mode.PRODUCTION:
@@ -56,5 +65,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        from lti_tool.services import ops
+
+        checks = ops.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
 
     return app

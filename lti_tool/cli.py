@@ -222,15 +222,69 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-@click.option("--queues", default="inference,lti")
-@click.option("--concurrency", default=1, type=int)
-def worker(queues: str, concurrency: int) -> None:
-    """Run a Celery worker for the given queues."""
+@click.option(
+    "--queues",
+    default="inference,lti",
+    help="inference (one process per GPU), lti (grade passback, sweeper), or both.",
+)
+@click.option("--concurrency", default=1, type=int, help="Worker processes (1 per GPU).")
+@click.option("--hostname", default=None, help="Celery node name, e.g. gpu0@%h.")
+@click.option("--loglevel", default="INFO")
+@click.option("--beat", "embed_beat", is_flag=True, help="Also run the sweeper schedule (demo).")
+def worker(
+    queues: str, concurrency: int, hostname: str | None, loglevel: str, embed_beat: bool
+) -> None:
+    """Run a Celery worker for the given queues.
+
+    GPU hosts run one inference worker per GPU:
+    CUDA_VISIBLE_DEVICES=0 marginalia worker --queues inference --hostname gpu0@%h
+    """
     from worker.entry import celery_app
 
-    celery_app.worker_main(
-        ["worker", "--queues", queues, "--concurrency", str(concurrency), "--loglevel", "INFO"]
-    )
+    argv = ["worker", "--queues", queues, "--concurrency", str(concurrency)]
+    argv += ["--loglevel", loglevel, "--prefetch-multiplier", "1"]
+    if hostname:
+        argv += ["--hostname", hostname]
+    if embed_beat:
+        Path("var").mkdir(exist_ok=True)
+        argv += ["--beat", "--schedule", "var/celerybeat-schedule"]
+    celery_app.worker_main(argv)
+
+
+@main.command()
+@click.option("--schedule", default="var/celerybeat-schedule", help="Beat's state file.")
+@click.option("--loglevel", default="INFO")
+def beat(schedule: str, loglevel: str) -> None:
+    """Run celery beat: the sweeper that re-queues stuck submissions and grade syncs."""
+    from worker.entry import celery_app
+
+    Path(schedule).parent.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--schedule", schedule, "--loglevel", loglevel])
+
+
+# -- privacy -----------------------------------------------------------------------------------
+@main.group()
+def retention() -> None:
+    """Data retention."""
+
+
+@retention.command("purge")
+@click.option("--days", type=int, default=None, help="Override the configured retention.")
+def retention_purge(days: int | None) -> None:
+    """Delete uploads and personal data past the retention limit now (beat runs it nightly)."""
+    from lti_tool.models import utcnow
+    from lti_tool.services import retention as retention_service
+
+    with _app().app_context():
+        report = retention_service.purge(utcnow(), retention_days=days)
+        if report.cutoff is None:
+            click.echo("retention is 0 days: everything is kept")
+            return
+        click.echo(
+            f"before {report.cutoff:%Y-%m-%d}: {report.submissions} submissions, "
+            f"{report.files} files, {report.users_anonymised} users anonymised, "
+            f"{report.launches} launch records"
+        )
 
 
 def _mount_ml() -> None:

@@ -36,8 +36,27 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(default=16, ge=1, le=256)
     # ... or whatever has arrived after this many milliseconds.
     inference_batch_wait_ms: int = Field(default=200, ge=0, le=10_000)
+    # Which grading model the inference workers load: "auto" (the registry's active version,
+    # else the baseline), "baseline", a model directory, or "package.module:Class" (anything
+    # with ``load(model_dir, device)`` and ``predict_batch``; tests use a slow one).
+    model: str = "auto"
+    # The sweeper re-queues submissions and grade syncs untouched for this long ...
+    stuck_after_seconds: int = Field(default=600, ge=1)
+    # ... every this many seconds (celery beat).
+    sweep_interval_seconds: int = Field(default=60, ge=1)
+    # Redis broker: a message a dead worker held is delivered again after this long.
+    broker_visibility_timeout_seconds: int = Field(default=3600, ge=1)
     # Where uploaded files are kept (local storage backend).
     storage_dir: str = "var/uploads"
+    # Largest accepted upload, per file (bytes).
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Most images one submission may carry.
+    max_images: int = Field(default=5, ge=1, le=50)
+    # Largest accepted image (width x height); Pillow's decompression-bomb guard also applies.
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # Longest accepted video (seconds) and its largest frame (width x height).
+    max_video_seconds: float = Field(default=120.0, gt=0)
+    max_video_pixels: int = Field(default=1920 * 1080, ge=1)
     # Prefix of every key the tool keeps in Redis (several installations may share one server).
     redis_key_prefix: str = "marginalia:"
     # Public base URL of the tool as the LMS reaches it, e.g. https://marginalia.school.edu.
@@ -56,6 +75,21 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 10.0
 
     log_level: str = "INFO"
+    # "json" (one object per line, with the request id) or "text"; unset: json in production.
+    log_format: str | None = Field(default=None, pattern="^(json|text)$")
+
+    # Encrypts secrets stored in the database (teacher API key). Unset: derived from secret_key.
+    encryption_key: SecretStr | None = None
+    # Where workers run the model ("auto", "cpu", "cuda", "cuda:1"); the admin page overrides it.
+    inference_device: str = "auto"
+    # Days uploads and personal data are kept; 0 keeps them forever. The admin page overrides it.
+    data_retention_days: int = Field(default=365, ge=0)
+    # Local administrator sessions: idle and absolute lifetime.
+    admin_session_idle_minutes: int = Field(default=30, ge=1)
+    admin_session_max_hours: int = Field(default=8, ge=1)
+    # Failed local logins allowed per (client IP, username) within the window.
+    login_max_attempts: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:

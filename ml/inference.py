@@ -42,6 +42,7 @@ class FeedbackModel:
         self.model = model.to(self.device).eval()
         self.featurizer = featurizer
         self.name = name
+        self.decoding = "mbr"  # or "argmax": how the generator picks among stored feedback
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path, extra_meta: dict[str, Any] | None = None) -> Path:
@@ -172,6 +173,13 @@ class FeedbackModel:
         logits = m.feedback_logits(
             h, b.z.to(dev), b.a.to(dev), keys, memory.answers.to(dev), same.to(dev), allowed
         )  # [B, N]
+        if self.decoding == "mbr":
+            # Minimum Bayes risk: the candidate with the highest expected similarity to the
+            # generator's distribution, E_p[cos(c, c')] = (p @ E) . E_c (E = feedback embeddings).
+            emb = memory.feedback_emb.to(dev)  # [N, D]
+            p = logits.softmax(-1)  # [B, N]
+            expected = (p @ emb) @ emb.T  # [B, N]
+            logits = expected.masked_fill(~allowed, float("-inf"))
         best = logits.argmax(-1).cpu()
         has = allowed.any(-1).cpu()
         return [memory.feedback[int(best[i])] if has[i] else None for i in range(len(requests))]

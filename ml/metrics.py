@@ -3,8 +3,9 @@
 Verdicts: accuracy, macro-F1, weighted-F1 (scikit-learn). Scores (normalised 0..1): MSE, MAE and
 QWK (``cohen_kappa_score(weights="quadratic")`` on scores rounded to quarters, 0..4).
 Feedback: SacreBLEU (corpus BLEU, sacrebleu default 13a tokenizer), ROUGE-2 F1 (rouge-score,
-no stemming: German/Chinese), METEOR (nltk; WordNet synonym matching disabled because no WordNet
-data ships offline - exact + Porter-stem matches only), BERTScore F1 (bert-score with
+no stemming: German/Chinese), METEOR (nltk ``meteor_score`` on ``wordpunct_tokenize`` tokens;
+WordNet synonym matching disabled because no WordNet data ships offline - exact + Porter-stem
+matches only), BERTScore F1 (bert-score with
 all-MiniLM-L6-v2, layer 6, no baseline rescaling). All reported on a 0..100 scale.
 """
 
@@ -46,6 +47,7 @@ def text_metrics(
     refs: list[str], hyps: list[str], *, bertscore_model: str | None = None
 ) -> dict[str, float]:
     import sacrebleu
+    from nltk.tokenize import wordpunct_tokenize
     from nltk.translate.meteor_score import meteor_score
     from rouge_score import rouge_scorer
 
@@ -56,7 +58,8 @@ def text_metrics(
     out["rouge2"] = 100 * sum(r2) / max(1, len(r2))
     wn = _NoWordNet()
     met = [
-        meteor_score([r.split()], h.split(), wordnet=wn) for r, h in zip(refs, hyps, strict=True)
+        meteor_score([wordpunct_tokenize(r)], wordpunct_tokenize(h), wordnet=wn)
+        for r, h in zip(refs, hyps, strict=True)
     ]
     out["meteor"] = 100 * sum(met) / max(1, len(met))
     if bertscore_model is not None:

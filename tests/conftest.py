@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis as redis_lib
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
@@ -98,4 +98,11 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    # The test keeps one app context open, so `g` (the restored launch, the locale) would
+    # outlive a request; forget it after each one, as a real server's fresh context does.
+    @app.teardown_request
+    def _fresh_g(exc: BaseException | None) -> None:
+        for name in list(g):
+            g.pop(name)
+
     return app.test_client()

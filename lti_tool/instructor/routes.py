@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import current_app, g, render_template, request
 
-from lti_tool.auth import TOKEN_PARAM, role_required
+from lti_tool.auth import role_required
 from lti_tool.constants import Audience
 from lti_tool.extensions import db, kv_store
+from lti_tool.instructor.common import check_form
 from lti_tool.lti.routes import launch_url as tool_launch_url
 from lti_tool.models import Course, Platform
-from lti_tool.services import activities, deep_linking, roster
-from lti_tool.services.errors import Forbidden, LaunchError, PlatformServiceError
+from lti_tool.services import activities, deep_linking, review, roster
+from lti_tool.services.errors import LaunchError, PlatformServiceError
 
 from . import bp
 
@@ -20,15 +20,24 @@ from . import bp
 @role_required(Audience.INSTRUCTOR)
 def activity() -> Any:
     activity = activities.for_launch(g.launch)
-    return render_template("instructor/activity.html", activity=activity, launch=g.launch)
+    if activity is None:
+        return render_template("instructor/activity.html", activity=None, launch=g.launch)
+    return render_template(
+        "instructor/activity.html",
+        activity=activity,
+        launch=g.launch,
+        settings=activities.settings_of(activity),
+        counts=review.counts(activity.id),
+        stale=review.stale_count(activity),
+        notice=request.args.get("notice"),
+        active="overview",
+    )
 
 
 # -- deep linking ------------------------------------------------------------------------
 def _check_form_token() -> None:
     """CSRF: a POST must carry this launch's token in its body (not only in the URL)."""
-    sent = request.form.get(TOKEN_PARAM, "")
-    if not sent or not hmac.compare_digest(sent, g.launch_token):
-        raise Forbidden("This form does not belong to your current launch. Open it again.")
+    check_form()
 
 
 def _answered_key(launch_id: str) -> str:

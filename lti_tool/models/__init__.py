@@ -2,7 +2,7 @@
 
 from lti_tool.models._base import utcnow
 from lti_tool.models.activity import Activity, GradeTarget
-from lti_tool.models.admin import AdminUser
+from lti_tool.models.admin import AdminUser, AppSetting, AuditEvent, SubmissionAggregate
 from lti_tool.models.course import Course, Enrollment, LtiUser
 from lti_tool.models.keys import KeyStatus, ToolKey
 from lti_tool.models.launch import LaunchRecord
@@ -20,6 +20,8 @@ from lti_tool.models.submission import (
 __all__ = [
     "Activity",
     "AdminUser",
+    "AppSetting",
+    "AuditEvent",
     "Course",
     "Deployment",
     "Enrollment",
@@ -32,6 +34,7 @@ __all__ = [
     "Platform",
     "PlatformStatus",
     "Submission",
+    "SubmissionAggregate",
     "SubmissionFile",
     "SubmissionStatus",
     "SyncKind",

@@ -62,4 +62,5 @@ def settings_of(activity: Activity) -> ActivitySettings:
 
 
 def save_settings(activity: Activity, settings: ActivitySettings) -> None:
-    activity.settings = settings.model_dump(mode="json")
+    # Merge: the JSON also holds bookkeeping keys that are not settings fields.
+    activity.settings = {**(activity.settings or {}), **settings.model_dump(mode="json")}

@@ -7,10 +7,12 @@ grade or release an attempt twice. Tasks are published only after the commit (di
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from lti_tool.extensions import db
 from lti_tool.models import (
@@ -92,8 +94,30 @@ def create(
     for kind in kinds:
         if Modality(kind) not in settings.modalities:
             raise SubmissionRefused(f"This activity does not accept {kind} files.")
-    check_can_submit(activity, launch.user_id)
+    # Two submits at the same moment (a double click, two tabs) race for the same attempt
+    # number; the unique constraint decides, and the loser takes the next number.
+    for _ in range(3):
+        check_can_submit(activity, launch.user_id)
+        submission = _new_submission(launch, activity, answer_text, files)
+        try:
+            db.session.flush()
+            sync = _new_sync(submission, SyncKind.SUBMITTED)
+            db.session.commit()
+            break
+        except IntegrityError:
+            db.session.rollback()
+    else:
+        raise SubmissionRefused("Your answer could not be saved; please submit it again.")
 
+    dispatch.enqueue_grading(submission.id)
+    if sync is not None:
+        dispatch.enqueue_sync(sync.id)
+    return submission
+
+
+def _new_submission(
+    launch: LtiLaunch, activity: Activity, answer_text: str, files: list[StoredFile]
+) -> Submission:
     submission = Submission(
         activity_id=activity.id,
         user_id=launch.user_id,
@@ -115,13 +139,6 @@ def create(
             )
         )
     db.session.add(submission)
-    db.session.flush()
-    sync = _new_sync(submission, SyncKind.SUBMITTED)
-    db.session.commit()
-
-    dispatch.enqueue_grading(submission.id)
-    if sync is not None:
-        dispatch.enqueue_sync(sync.id)
     return submission
 
 
@@ -138,18 +155,28 @@ def get_for_learner(launch: LtiLaunch, public_id: str) -> Submission:
 
 
 # -- grading state machine -----------------------------------------------------------------
-def start_processing(submission_id: int) -> Submission | None:
+def start_processing(
+    submission_id: int,
+    *,
+    from_statuses: tuple[SubmissionStatus, ...] = (
+        SubmissionStatus.QUEUED,
+        SubmissionStatus.PROCESSING,
+    ),
+    unchanged_since: datetime | None = None,
+) -> Submission | None:
     """Claim a submission for grading; None if it is already graded (or gone).
 
     A re-delivered task (its worker died) may claim a submission that is still
-    `processing`; the attempt counter bounds how often that can happen.
+    `processing`; the attempt counter bounds how often that can happen. Callers that looked
+    at the row first pass what they saw (``from_statuses``, ``unchanged_since``) so that a
+    claim made by someone else in between is not taken over.
     """
+    conditions = [Submission.id == submission_id, Submission.status.in_(from_statuses)]
+    if unchanged_since is not None:
+        conditions.append(Submission.updated_at == unchanged_since)
     result = db.session.execute(
         update(Submission)
-        .where(
-            Submission.id == submission_id,
-            Submission.status.in_([SubmissionStatus.QUEUED, SubmissionStatus.PROCESSING]),
-        )
+        .where(*conditions)
         .values(
             status=SubmissionStatus.PROCESSING,
             processing_attempts=Submission.processing_attempts + 1,
@@ -224,6 +251,10 @@ def release(submission: Submission, reviewer: LtiUser | None = None) -> GradeSyn
 
     Releasing again (after an instructor edit) posts a new revision.
     """
+    # Lock the row: two releases at once (double click, two tabs) must not post twice.
+    # Flush first so the caller's edits (score, feedback) survive the refresh.
+    db.session.flush()
+    db.session.refresh(submission, with_for_update=True)
     if submission.status not in (SubmissionStatus.GRADED, SubmissionStatus.RELEASED):
         raise SubmissionRefused("Only graded submissions can be released.")
     submission.status = SubmissionStatus.RELEASED

@@ -1,0 +1,76 @@
+"""Inference batching: N queued submissions are graded in ceil(N/B) forward passes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lti_tool.extensions import db
+from lti_tool.models import Submission, SubmissionStatus
+from lti_tool.services import inference
+from tests.worker.conftest import MODEL, Live, Workers, all_released, make_course, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def recording_model(live: Live, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(live.settings, "model", MODEL)
+    inference.forget_model()
+    yield
+    inference.forget_model()
+
+
+@pytest.mark.parametrize(("n", "batch"), [(37, 8), (5, 16), (3, 1)])
+def test_queued_submissions_take_ceil_n_over_b_forward_passes(
+    live: Live, recording_model: None, monkeypatch: pytest.MonkeyPatch, n: int, batch: int
+):
+    course = make_course(live)
+    ids = [course.submit(0, f"A router forwards packets, answer {i}.") for i in range(n)]
+    monkeypatch.setattr(live.settings, "inference_batch_size", batch)
+    monkeypatch.setattr(live.settings, "inference_batch_wait_ms", 0)
+    with live.app.app_context():
+        passes = 0
+        for sid in ids:  # one task per submission, in order, as the queue delivers them
+            passes += inference.grade_batch(sid).forward_passes
+        model = inference.get_model().model
+        assert passes == len(model.calls) == math.ceil(n / batch)
+        expected = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+        assert model.calls == expected
+        graded = db.session.query(Submission).filter(Submission.id.in_(ids)).all()
+        assert {s.status for s in graded} == {SubmissionStatus.RELEASED}
+        assert all(s.model_version == "test-recording-model" for s in graded)
+        db.session.remove()
+
+
+def test_a_batch_waits_up_to_t_for_more(
+    live: Live, recording_model: None, monkeypatch: pytest.MonkeyPatch
+):
+    course = make_course(live)
+    [only] = [course.submit(0, "A router forwards packets.")]
+    monkeypatch.setattr(live.settings, "inference_batch_size", 4)
+    monkeypatch.setattr(live.settings, "inference_batch_wait_ms", 150)
+    import time
+
+    with live.app.app_context():
+        started = time.monotonic()
+        report = inference.grade_batch(only)
+        waited = time.monotonic() - started
+        assert report.graded == [only] and report.forward_passes == 1
+        assert 0.14 <= waited < 2.0
+        # A second task for the same submission is a no-op: graded once.
+        assert inference.grade_batch(only).forward_passes == 0
+        assert inference.get_model().model.calls == [1]
+        db.session.remove()
+
+
+def test_a_worker_process_batches_what_is_queued(live: Live, workers: Workers):
+    course = make_course(live)
+    n, batch = 40, 16
+    ids = [course.submit(0, f"A router uses a routing table, answer {i}.") for i in range(n)]
+    workers.start(MARGINALIA_INFERENCE_BATCH_SIZE=batch, MARGINALIA_INFERENCE_BATCH_WAIT_MS=300)
+    wait_for(lambda: all_released(live, ids), timeout=60, what="every submission graded")
+    done = [e for e in live.model_log() if e["event"] == "done"]
+    assert [e["size"] for e in done] == [16, 16, 8]
+    assert len({e["pid"] for e in done}) == 1  # loaded once, in one worker child
