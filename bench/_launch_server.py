@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 
-from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from lti_tool import create_app
@@ -54,14 +52,10 @@ def main() -> None:
             app, "Bench", custom={"marginalia_activity": activity.public_id}
         )
         users = [m["sub"] for m in sandbox.state(app)["members"] if m["kind"] == "learner"]
-        db.session.execute(text("SELECT 1"))
         db.session.remove()
     print(json.dumps({"base": base, "users": users, "link": link}), flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+    # bench/launch.py stops this process with SIGTERM.
+    server.serve_forever()
 
 
 if __name__ == "__main__":
