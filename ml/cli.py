@@ -121,7 +121,7 @@ def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore:
 @click.option("--data", multiple=True, default=("saf:en", "saf:de"), show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--base", type=click.Path(path_type=Path), default=Path("runs/teacher/base"))
-@click.option("--max-steps", type=int, default=40)
+@click.option("--max-steps", type=int, default=40, help="0 = reuse the adapter in --out")
 @click.option("--batch-size", type=int, default=4)
 @click.option("--max-length", type=int, default=256)
 @click.option("--label-out", type=click.Path(path_type=Path), default=None)
@@ -143,7 +143,10 @@ def finetune_teacher(
     cfg = TeacherConfig(
         base=str(base), max_steps=max_steps, batch_size=batch_size, max_length=max_length
     )
-    metrics = finetune(examples, cfg, out)
+    if max_steps == 0 and (Path(out) / "adapter_config.json").is_file():
+        metrics = json.loads((Path(out) / "metrics.json").read_text())  # reuse the adapter
+    else:
+        metrics = finetune(examples, cfg, out)
     teacher = SmolTeacher.load(out)
     if eval_limit:
         from ml.data.saf import load_saf
