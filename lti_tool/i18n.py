@@ -3,8 +3,10 @@
 Catalogs live in ``lti_tool/translations/<locale>/LC_MESSAGES/messages.{po,mo}``; the compiled
 ``.mo`` files are committed. After changing strings::
 
-    pybabel extract -F babel.cfg -o lti_tool/translations/messages.pot lti_tool
-    pybabel update -i lti_tool/translations/messages.pot -d lti_tool/translations
+    pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
+        -o lti_tool/translations/messages.pot .
+    pybabel update --no-fuzzy-matching --ignore-obsolete \
+        -i lti_tool/translations/messages.pot -d lti_tool/translations
     pybabel compile -d lti_tool/translations
 """
 

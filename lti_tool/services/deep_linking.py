@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
+from flask_babel import gettext as _
 from pylti1p3.deep_link import DeepLink
 from pylti1p3.deep_link_resource import DeepLinkResource
 from pylti1p3.lineitem import LineItem
@@ -125,13 +126,13 @@ def read_form(data: Any) -> ActivityForm:
 
 def _points_error(value: Decimal | None, limit: Decimal) -> str | None:
     if value is None:
-        return "Enter a number, for example 2 or 2.5."
+        return _("Enter a number, for example 2 or 2.5.")
     if value <= 0:
-        return "Must be more than 0."
+        return _("Must be more than 0.")
     if value > limit:
-        return f"Must be at most {limit}."
+        return _("Must be at most %(limit)s.", limit=limit)
     if value != value.quantize(Decimal("0.01")):
-        return "Use at most two decimal places."
+        return _("Use at most two decimal places.")
     return None
 
 
@@ -139,32 +140,34 @@ def validate(form: ActivityForm) -> ActivityDraft | None:
     """Fill ``form.errors`` (field → message) and return a draft only when there are none."""
     errors: dict[str, str] = {}
     if not form.title:
-        errors["title"] = "Give the activity a title."
+        errors["title"] = _("Give the activity a title.")
     elif len(form.title) > MAX_TITLE:
-        errors["title"] = f"Keep the title under {MAX_TITLE} characters."
+        errors["title"] = _("Keep the title under %(n)d characters.", n=MAX_TITLE)
     if not form.prompt:
-        errors["prompt"] = "Write the question students will answer."
+        errors["prompt"] = _("Write the question students will answer.")
     elif len(form.prompt) > MAX_PROMPT:
-        errors["prompt"] = f"Keep the question under {MAX_PROMPT} characters."
+        errors["prompt"] = _("Keep the question under %(n)d characters.", n=MAX_PROMPT)
     if not form.reference_answer:
-        errors["reference_answer"] = "Write a reference answer: feedback is measured against it."
+        errors["reference_answer"] = _("Write a reference answer: feedback is measured against it.")
     elif len(form.reference_answer) > MAX_REFERENCE:
-        errors["reference_answer"] = f"Keep the reference answer under {MAX_REFERENCE} characters."
+        errors["reference_answer"] = _(
+            "Keep the reference answer under %(n)d characters.", n=MAX_REFERENCE
+        )
 
     rubric: list[dict[str, Any]] = []
     filled = [r for r in form.criteria if r.description or r.points]
     if not filled:
-        errors["criteria"] = "Add at least one rubric criterion."
+        errors["criteria"] = _("Add at least one rubric criterion.")
     elif len(filled) > MAX_CRITERIA:
-        errors["criteria"] = f"Use at most {MAX_CRITERIA} criteria."
+        errors["criteria"] = _("Use at most %(n)d criteria.", n=MAX_CRITERIA)
     for index, row in enumerate(form.criteria):
         if not (row.description or row.points):
             continue
         if not row.description:
-            errors[f"criterion_description_{index}"] = "Describe what this criterion rewards."
+            errors[f"criterion_description_{index}"] = _("Describe what this criterion rewards.")
         elif len(row.description) > MAX_CRITERION:
-            errors[f"criterion_description_{index}"] = (
-                f"Keep each criterion under {MAX_CRITERION} characters."
+            errors[f"criterion_description_{index}"] = _(
+                "Keep each criterion under %(n)d characters.", n=MAX_CRITERION
             )
         points = _decimal(row.points)
         problem = _points_error(points, MAX_POINTS)
@@ -187,7 +190,7 @@ def validate(form: ActivityForm) -> ActivityDraft | None:
     form.errors = errors
     if errors or max_score is None or max_score <= 0:
         if not errors:
-            form.errors["max_score"] = "The maximum score must be more than 0."
+            form.errors["max_score"] = _("The maximum score must be more than 0.")
         return None
     return ActivityDraft(
         title=form.title,

@@ -32,7 +32,7 @@ from lti_tool.models import (
     SyncStatus,
     utcnow,
 )
-from lti_tool.services import passback, submissions
+from lti_tool.services import audit, passback, submissions
 from lti_tool.services.errors import MarginaliaError, NotFound
 
 # Below this model confidence a submission nobody reviewed yet counts as "needs review".
@@ -399,11 +399,19 @@ def edit(
     if len(feedback) > MAX_FEEDBACK:
         db.session.rollback()
         raise ReviewRefused(_("Keep the feedback under %(n)d characters.", n=MAX_FEEDBACK))
+    before = {"score": _text(submission.score), "feedback": submission.feedback}
     submission.instructor_score = None if score == submission.model_score else score
     submission.instructor_feedback = (
         None if feedback == (submission.model_feedback or "").strip() else feedback
     )
     submission.reviewed_by_id = reviewer_id
+    audit.record(
+        None,
+        "submission.release" if release else "submission.edit",
+        f"submission:{submission.public_id}",
+        before,
+        {"score": _text(submission.score), "feedback": submission.feedback},
+    )
     submission.updated_at = utcnow()
     if release:
         reviewer = db.session.get(LtiUser, reviewer_id)
@@ -421,6 +429,7 @@ def release_one(activity_id: int, public_id: str, reviewer_id: int, version: str
     if submission.status not in SCORED:
         db.session.rollback()
         raise ReviewRefused(_("Only a graded submission can be released."))
+    audit.record(None, "submission.release", f"submission:{submission.public_id}")
     submissions.release(submission, db.session.get(LtiUser, reviewer_id))
 
 
@@ -455,6 +464,7 @@ def release_graded(
         if submission is None:
             db.session.rollback()
             continue
+        audit.record(None, "submission.release", f"submission:{submission.public_id}")
         submissions.release(submission, reviewer)
         released += 1
     return released
@@ -511,6 +521,7 @@ def regrade_all(activity_id: int) -> int:
         if submission is None:
             db.session.rollback()
             continue
+        audit.record(None, "submission.regrade", f"submission:{submission.public_id}")
         submissions.requeue(submission)  # commits, then enqueues the grading task
         queued += 1
     return queued
@@ -554,6 +565,10 @@ def retry_failed_syncs(activity_id: int) -> int:
 
 # -- CSV export ------------------------------------------------------------------------------
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def csv_safe(value: Any) -> str:

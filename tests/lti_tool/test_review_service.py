@@ -205,6 +205,27 @@ def test_edit_then_rerelease_posts_a_new_revision(world, sent):
     assert [args for name, args in sent if name == dispatch.SYNC_TASK] == [[i] for i in sync_ids]
 
 
+def test_instructor_edits_and_releases_are_audited(world, sent):
+    from lti_tool.models.admin import AuditEvent
+
+    sub = add_submission(world, "ada")
+    review.edit(
+        world.activity_id,
+        sub.public_id,
+        score=Decimal("4.50"),
+        feedback="Name the gateway.",
+        reviewer_id=world.instructor_id,
+        version=review.version_of(sub),
+        release=True,
+    )
+    (event,) = db.session.query(AuditEvent).filter_by(action="submission.release").all()
+    assert event.target == f"submission:{sub.public_id}"
+    assert event.before["score"] == "3.00"
+    assert event.after == {"score": "4.50", "feedback": "Name the gateway."}
+    review.regrade_all(world.activity_id)
+    assert db.session.query(AuditEvent).filter_by(action="submission.regrade").count() == 1
+
+
 def test_saving_without_release_keeps_the_learner_view(world, sent):
     sub = add_submission(world, "ada")
     review.edit(
