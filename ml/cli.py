@@ -28,7 +28,7 @@ def ml_group() -> None:
 @ml_group.command("build-default")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"))
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
-@click.option("--epochs", type=int, default=60)
+@click.option("--epochs", type=int, default=200)
 def build_default(out: Path, registry: Path | None, epochs: int) -> None:
     """Build the demo model from ml/corpus (minutes on CPU) and activate it in the registry."""
     from ml.recipes import DistillRecipe, run_distill
@@ -74,7 +74,15 @@ def distill(config_path, data, teacher_labels, epochs, encoder, out: Path) -> No
 @click.option("--folds", type=int, default=3)
 @click.option("--bertscore/--no-bertscore", default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None)
-def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore: bool, out) -> None:
+@click.option(
+    "--sample-ids",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="JSON with 'unseen_answers_sample_ids' (the teacher's sample) to restrict unseen answers",
+)
+def evaluate(
+    model_path: str, suite: str, languages: str, folds: int, bertscore: bool, out, sample_ids
+) -> None:
     """SAF unseen answers and/or question-level CV; prints JSON, writes it to --out."""
     from ml.evaluate import ANCHOR_MBART_DE, saf_question_cv, saf_unseen_answers
 
@@ -105,7 +113,10 @@ def evaluate(model_path: str, suite: str, languages: str, folds: int, bertscore:
             return train_model(examples, recipe, encoder)[0]
 
     if suite in ("unseen", "all"):
-        results["unseen_answers"] = saf_unseen_answers(model, langs, **kw)
+        ids = None
+        if sample_ids:
+            ids = set(json.loads(sample_ids.read_text())["unseen_answers_sample_ids"])
+        results["unseen_answers"] = saf_unseen_answers(model, langs, ids, **kw)
     if suite in ("cv", "all"):
         results["question_cv"] = saf_question_cv(train_fn, langs, folds, **kw)
     if model_path != "baseline":

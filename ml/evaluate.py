@@ -53,11 +53,25 @@ def evaluate_examples(
 
 
 def saf_unseen_answers(
-    model: Predictor, languages: tuple[str, ...] = ("en", "de"), **kw: Any
+    model: Predictor,
+    languages: tuple[str, ...] = ("en", "de"),
+    ids: set[str] | None = None,
+    **kw: Any,
 ) -> dict[str, Any]:
-    return {
-        lang: evaluate_examples(model, load_saf("unseen_answers", lang), **kw) for lang in languages
-    }
+    """Per language; ``ids`` restricts to a subset (e.g. the teacher's evaluation sample) and
+    then also reports the pooled subset under "subset"."""
+    out = {}
+    pooled: list[Example] = []
+    for lang in languages:
+        examples = load_saf("unseen_answers", lang)
+        if ids is not None:
+            examples = [e for e in examples if e.id in ids]
+            pooled += examples
+        if examples:
+            out[lang] = evaluate_examples(model, examples, **kw)
+    if ids is not None and pooled:
+        out["subset"] = evaluate_examples(model, pooled, **kw)
+    return out
 
 
 def question_folds(examples: list[Example], k: int) -> list[tuple[list[Example], list[Example]]]:

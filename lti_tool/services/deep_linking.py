@@ -31,7 +31,7 @@ from lti_tool.constants import Claim, MessageType
 from lti_tool.extensions import db
 from lti_tool.lti.tool_conf import registration_for
 from lti_tool.models import Activity, Deployment, LaunchRecord, Platform
-from lti_tool.services import keys
+from lti_tool.services import keys, settings_store
 from lti_tool.services.errors import Forbidden, LaunchError
 from lti_tool.services.grading import LINE_ITEM_TAG
 from lti_tool.services.launches import ACTIVITY_CUSTOM_PARAM, LtiLaunch
@@ -233,7 +233,12 @@ def create_activity(launch: LtiLaunch, draft: ActivityDraft) -> Activity:
         reference_answer=draft.reference_answer,
         rubric=draft.rubric,
         max_score=draft.max_score,
-        settings={"created_by_user_id": launch.user_id, "deep_link_launch_id": launch.id},
+        # The administrator's defaults for new activities, then who created it and how.
+        settings={
+            **settings_store.activity_defaults().model_dump(mode="json"),
+            "created_by_user_id": launch.user_id,
+            "deep_link_launch_id": launch.id,
+        },
     )
     db.session.add(activity)
     db.session.commit()

@@ -36,9 +36,10 @@ from sqlalchemy import select, update
 from lti_tool.config import Settings
 from lti_tool.extensions import db
 from lti_tool.models import Submission, SubmissionStatus, utcnow
-from lti_tool.services import dispatch, submissions
+from lti_tool.services import dispatch, settings_store, submissions
 from lti_tool.services.activities import settings_of
 from lti_tool.services.errors import MarginaliaError
+from lti_tool.services.settings_store import ModelSettings
 from ml.types import FeedbackRequest, FeedbackResult, LearnerFeatures, RubricCriterion
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,8 @@ class LoadedModel:
 
 
 # -- loading ---------------------------------------------------------------------------------
-def _device(settings: Settings) -> str:
-    device = getattr(settings, "inference_device", "auto") or "auto"
-    if device != "auto":
+def _device(device: str) -> str:
+    if device and device != "auto":
         return device
     try:
         import torch
@@ -74,9 +74,16 @@ def _device(settings: Settings) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(settings: Settings) -> LoadedModel:
-    """Resolve ``settings.model`` to a loaded model (see the module docstring)."""
+def load_model(settings: Settings, wanted: ModelSettings | None = None) -> LoadedModel:
+    """Resolve ``settings.model`` to a loaded model (see the module docstring).
+
+    ``wanted`` is what the administrator chose (active version, device); it defaults to the
+    stored settings, which fall back to the environment.
+    """
     from ml.baseline import BaselineFeedbackModel
+
+    wanted = wanted or settings_store.model_settings()
+    device = _device(wanted.device)
 
     spec = (settings.model or "auto").strip()
     if spec == "baseline":
@@ -88,13 +95,13 @@ def load_model(settings: Settings) -> LoadedModel:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise ModelError(f"model {spec!r} cannot be imported: {exc}") from exc
-        model = cls.load(None, _device(settings))
+        model = cls.load(None, device)
         return LoadedModel(model, str(getattr(model, "name", attr)), f"class {spec}")
     if spec == "auto":
         from ml.registry import ModelRegistry
 
         registry = ModelRegistry()
-        path = registry.active_path()
+        path = registry.root / wanted.active_version if wanted.active_version else None
         if path is None or not (path / "meta.json").is_file():
             log.warning(
                 "no trained model is active in %s: grading with %s",
@@ -103,30 +110,36 @@ def load_model(settings: Settings) -> LoadedModel:
             )
             model = BaselineFeedbackModel.load()
             return LoadedModel(model, BaselineFeedbackModel.name, "baseline (no trained model)")
-        version = registry.active() or path.name
+        version = wanted.active_version or path.name
         model_dir, label = path, f"registry {registry.root} version {version}"
     else:
         model_dir, version, label = Path(spec), Path(spec).name, f"directory {spec}"
     from ml.inference import FeedbackModel
 
-    loaded = FeedbackModel.load(model_dir, _device(settings))
+    loaded = FeedbackModel.load(model_dir, device)
     name = str(getattr(loaded, "name", version))
     return LoadedModel(loaded, f"{version}:{name}" if name != version else name, label)
 
 
 _model: LoadedModel | None = None
+# The (version, device) the loaded model was chosen for; a change on the admin page reloads.
+_model_key: tuple[str | None, str] | None = None
 _model_lock = threading.Lock()
 
 
-def get_model() -> LoadedModel:
-    """This process's model, loaded on first use (in the forked worker child)."""
-    global _model
-    if _model is None:
+def get_model(wanted: ModelSettings | None = None) -> LoadedModel:
+    """This process's model, loaded on first use (in the forked worker child) and again when
+    the administrator activates another version or device."""
+    global _model, _model_key
+    wanted = wanted or settings_store.model_settings()
+    key = (wanted.active_version, wanted.device)
+    if _model is None or _model_key != key:
         with _model_lock:
-            if _model is None:
+            if _model is None or _model_key != key:
                 settings: Settings = current_app.config["MARGINALIA"]
                 started = time.monotonic()
-                _model = load_model(settings)
+                _model = load_model(settings, wanted)
+                _model_key = key
                 log.info(
                     "grading model loaded: %s from %s in %.1fs",
                     _model.version,
@@ -137,9 +150,10 @@ def get_model() -> LoadedModel:
 
 
 def forget_model() -> None:
-    """Drop the loaded model (tests; a new active version is picked up on the next batch)."""
-    global _model
+    """Drop the loaded model (tests)."""
+    global _model, _model_key
     _model = None
+    _model_key = None
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -334,8 +348,9 @@ def gather(first_id: int, *, redelivered: bool = False) -> list[int]:
     # Even when our own row is done or taken, help with whatever else is waiting.
     if claim_first(first_id, redelivered=redelivered, stale_after=stale):
         claimed.append(first_id)
-    size = settings.inference_batch_size
-    deadline = time.monotonic() + settings.inference_batch_wait_ms / 1000
+    wanted = settings_store.model_settings()
+    size = wanted.batch_size
+    deadline = time.monotonic() + wanted.batch_wait_ms / 1000
     while len(claimed) < size:
         claimed += claim_queued(size - len(claimed))
         remaining = deadline - time.monotonic()

@@ -18,7 +18,7 @@ import io
 import logging
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import PurePath
 from typing import Any, BinaryIO, Protocol
@@ -68,6 +68,18 @@ class UploadLimits:
             max_video_seconds=settings.max_video_seconds,
             max_video_pixels=settings.max_video_pixels,
         )
+
+    def for_activity(self, activity_settings: dict | None) -> UploadLimits:
+        """These limits, narrowed by the activity's own (set from the admin's defaults)."""
+        settings = activity_settings or {}
+        limits = self
+        mb = settings.get("max_upload_mb")
+        if isinstance(mb, int) and mb > 0:
+            limits = replace(limits, max_upload_bytes=min(limits.max_upload_bytes, mb * 1024**2))
+        images = settings.get("max_images")
+        if isinstance(images, int) and images >= 0:
+            limits = replace(limits, max_images=min(limits.max_images, images))
+        return limits
 
 
 class IncomingFile(Protocol):

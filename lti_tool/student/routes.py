@@ -95,7 +95,7 @@ def _page(answer_text: str = "", error: str | None = None, status: int = 200) ->
         modalities={str(m) for m in settings.modalities},
         attempts=_attempts(activity, settings),
         history=history,
-        limits=_limits(),
+        limits=_limits().for_activity(activity.settings),
         answer_text=answer_text,
         error=error,
         token=g.launch_token,
@@ -137,6 +137,7 @@ def submit() -> Any:
         )
         return _refuse(message, 413, "")
     activity = _activity()
+    limits = limits.for_activity(activity.settings)
     settings = settings_of(activity)
     attempts = _attempts(activity, settings)
     if not attempts["can_submit"]:

@@ -182,6 +182,21 @@ def test_submit_creates_the_activity_and_a_signed_response(app, client, platform
     assert "<Energy>" not in page  # escaped on the way out
 
 
+def test_new_activities_start_from_the_administrators_defaults(client, platform):
+    from lti_tool.services import settings_store
+    from lti_tool.services.activities import ReleaseMode, settings_of
+
+    settings_store.save_activity_defaults(
+        {"release_mode": "review", "max_attempts": 1, "modalities": ["text"], "max_images": 2}
+    )
+    assert post_form(client, launch_token()).status_code == 200
+    activity = db.session.query(Activity).one()
+    chosen = settings_of(activity)
+    assert chosen.release_mode == ReleaseMode.REVIEW and chosen.max_attempts == 1
+    assert [str(m) for m in chosen.modalities] == ["text"]
+    assert activity.settings["max_images"] == 2
+
+
 def test_response_omits_data_the_platform_did_not_send(client, platform):
     token = launch_token(**{Claim.DL_SETTINGS: dl_settings(data=None)})
     page = post_form(client, token).get_data(as_text=True)

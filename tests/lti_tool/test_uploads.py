@@ -255,3 +255,12 @@ def test_nothing_is_stored_when_one_file_of_the_set_is_refused(tmp_path):
     with pytest.raises(UploadRefused):
         uploads.accept(files, BOTH, LIMITS, storage)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_an_activity_can_only_narrow_the_installation_limits():
+    base = uploads.UploadLimits(max_upload_bytes=20 * 1024**2, max_images=5)
+    narrowed = base.for_activity({"max_upload_mb": 2, "max_images": 1})
+    assert (narrowed.max_upload_bytes, narrowed.max_images) == (2 * 1024**2, 1)
+    widened = base.for_activity({"max_upload_mb": 500, "max_images": 50})
+    assert (widened.max_upload_bytes, widened.max_images) == (20 * 1024**2, 5)
+    assert base.for_activity(None) == base

@@ -44,6 +44,25 @@ def test_queued_submissions_take_ceil_n_over_b_forward_passes(
         db.session.remove()
 
 
+def test_batch_size_chosen_on_the_admin_page_wins_over_the_environment(
+    live: Live, recording_model: None, monkeypatch: pytest.MonkeyPatch
+):
+    from lti_tool.services import settings_store
+
+    course = make_course(live)
+    ids = [course.submit(0, f"A router forwards packets, answer {i}.") for i in range(7)]
+    monkeypatch.setattr(live.settings, "inference_batch_size", 16)
+    with live.app.app_context():
+        settings_store.save_model({"batch_size": 3, "batch_wait_ms": 0})
+        try:
+            for sid in ids:
+                inference.grade_batch(sid)
+            assert inference.get_model().model.calls == [3, 3, 1]
+        finally:
+            settings_store.save_model({"batch_size": 16, "batch_wait_ms": 200})
+            db.session.remove()
+
+
 def test_a_batch_waits_up_to_t_for_more(
     live: Live, recording_model: None, monkeypatch: pytest.MonkeyPatch
 ):

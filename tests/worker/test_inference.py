@@ -19,17 +19,20 @@ def test_auto_without_a_trained_model_uses_the_baseline(
     live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
     monkeypatch.setenv("MARGINALIA_MODEL_REGISTRY", str(tmp_path / "empty-registry"))
-    loaded = inference.load_model(live.settings.model_copy(update={"model": "auto"}))
+    with live.app.app_context():
+        loaded = inference.load_model(live.settings.model_copy(update={"model": "auto"}))
     assert isinstance(loaded.model, BaselineFeedbackModel)
     assert loaded.version == BaselineFeedbackModel.name
     assert "no trained model" in caplog.text
 
 
 def test_a_configured_class_is_loaded(live: Live):
-    loaded = inference.load_model(live.settings.model_copy(update={"model": MODEL}))
-    assert isinstance(loaded.model, RecordingModel) and loaded.version == "test-recording-model"
-    with pytest.raises(inference.ModelError):
-        inference.load_model(live.settings.model_copy(update={"model": "no.such:Model"}))
+    with live.app.app_context():
+        loaded = inference.load_model(live.settings.model_copy(update={"model": MODEL}))
+        assert isinstance(loaded.model, RecordingModel)
+        assert loaded.version == "test-recording-model"
+        with pytest.raises(inference.ModelError):
+            inference.load_model(live.settings.model_copy(update={"model": "no.such:Model"}))
 
 
 @pytest.mark.e2e
