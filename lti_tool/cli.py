@@ -185,6 +185,25 @@ def admin_create(username: str, password: str) -> None:
         click.echo(f"administrator {username!r} saved")
 
 
+# -- training data --------------------------------------------------------------------------
+@main.command("export-training-data")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--platform-id", type=int, default=None, help="Only this platform's activities.")
+@click.option("--since", type=click.DateTime(), default=None, help="Released on or after (UTC).")
+def export_training_data(out_dir: Path, platform_id: int | None, since: object) -> None:
+    """Write instructor-reviewed submissions as training JSONL (docs/training-data.md)."""
+    from datetime import UTC, datetime
+
+    from lti_tool.services import training_export
+
+    when = since.replace(tzinfo=UTC) if isinstance(since, datetime) else None
+    with _app().app_context():
+        report = training_export.export(out_dir, platform_id=platform_id, since=when)
+    click.echo(
+        f"{report.examples} reviewed answers and {report.files} files written to {report.path}"
+    )
+
+
 # -- processes ------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1")

@@ -68,6 +68,23 @@ def similarity(answer: str, target: str) -> float:
     return 0.6 * recall(answer, target) + 0.4 * cosine(_char_ngrams(answer), _char_ngrams(target))
 
 
+NEGATIONS = frozenset(
+    """not no never none nothing neither nor cannot without nicht kein keine keinen keinem keiner keines nie niemals nichts ohne weder
+    不 没 没有 无 非 未 别""".split()  # noqa: SIM905
+)
+
+
+def negations(text: str) -> int:
+    """How many negation cue words/characters the text contains."""
+    low = text.lower().replace("n't", " not")
+    return sum(1 for t in tokens(low) if t in NEGATIONS)
+
+
+def char_similarity(answer: str, target: str, n: int = 4) -> float:
+    """Cosine of character n-gram counts (n=4 by default), in 0..1."""
+    return cosine(_char_ngrams(answer, n), _char_ngrams(target, n))
+
+
 def best_sentence(answer: str, target: str) -> tuple[str, float]:
     """The answer sentence most similar to ``target`` (the evidence for a criterion)."""
     best, score = "", 0.0

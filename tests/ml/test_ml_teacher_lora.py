@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ml.data import load_corpus
@@ -15,6 +17,8 @@ def tiny_base(tmp_path_factory):
     try:
         src = gguf_path()
     except Exception as exc:  # noqa: BLE001 - optional package
+        if os.environ.get("CI"):  # `make install` installs it: CI must exercise the teacher
+            raise
         pytest.skip(str(exc))
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
