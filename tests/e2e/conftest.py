@@ -16,7 +16,6 @@ import psycopg
 import pytest
 import redis as redis_lib
 from flask import Flask
-from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from lti_tool import create_app
@@ -24,10 +23,9 @@ from lti_tool.cli import upgrade_database
 from lti_tool.config import Settings
 from lti_tool.extensions import db
 from lti_tool.kvstore import RedisStore
-from lti_tool.models import KeyStatus, ToolKey, utcnow
 from lti_tool.sandbox import testing as sandbox
-from lti_tool.services import keys
 from tests.e2e.browser import Browser
+from tests.support import reset_database
 
 PG_SERVER = os.environ.get("MARGINALIA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = (
@@ -94,25 +92,6 @@ def live_server(e2e_db_url: str) -> Iterator[Live]:
         _clear_redis()
 
 
-_TOOL_KEY: dict = {}
-
-
-def _truncate(app: Flask) -> None:
-    """Empty every table, then restore the tool's signing key (RSA generation is slow)."""
-    with app.app_context():
-        if not _TOOL_KEY:
-            key = keys.ensure_current_key()
-            _TOOL_KEY.update(
-                kid=key.kid, private_key_pem=key.private_key_pem, public_jwk=key.public_jwk
-            )
-            db.session.remove()
-        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.session.add(ToolKey(**_TOOL_KEY, status=KeyStatus.CURRENT, activated_at=utcnow()))
-        db.session.commit()
-        db.session.remove()
-
-
 def _clear_redis() -> None:
     client = redis_lib.Redis.from_url(REDIS_URL)
     try:
@@ -126,7 +105,7 @@ def _clear_redis() -> None:
 @pytest.fixture
 def live(live_server: Live) -> Iterator[Live]:
     _clear_redis()
-    _truncate(live_server.app)
+    reset_database(live_server.app)
     sandbox.reset(live_server.app)
     yield live_server
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -40,9 +40,10 @@ from lti_tool.services import platforms, submissions
 from lti_tool.services.activities import ActivitySettings, ReleaseMode, save_settings
 from lti_tool.services.launches import LtiLaunch
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import REDIS_URL, SECRET, _truncate
+from tests.e2e.conftest import REDIS_URL, SECRET
 from tests.e2e.lti import launch_path
 from tests.e2e.test_browser_cookieless import _cookieless_context, chromium  # noqa: F401
+from tests.support import reset_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
@@ -75,17 +76,6 @@ class Server:
     tmp: Path
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def server(e2e_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("review")
@@ -116,10 +106,10 @@ def server(e2e_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def live(server: Server) -> Iterator[Server]:
-    _truncate(server.app)
+    reset_database(server.app)
     sandbox.reset(server.app)
     yield server
-    _truncate(server.app)
+    reset_database(server.app)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import redis as redis_lib
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from lti_tool import create_app
@@ -36,18 +36,16 @@ from lti_tool.extensions import db
 from lti_tool.models import (
     Activity,
     GradeTarget,
-    KeyStatus,
     LtiUser,
     Submission,
     SubmissionStatus,
-    ToolKey,
-    utcnow,
 )
 from lti_tool.sandbox import testing as sandbox
-from lti_tool.services import keys, platforms, submissions
+from lti_tool.services import platforms, submissions
 from lti_tool.services.launches import LtiLaunch
 from tests.e2e.browser import Browser
 from tests.e2e.lti import launch_path
+from tests.support import reset_database, wait_for
 from tests.worker.models import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,28 +176,10 @@ def live_server(worker_db_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         _clear_redis()
 
 
-_TOOL_KEY: dict[str, Any] = {}
-
-
-def _truncate(app: Flask) -> None:
-    with app.app_context():
-        if not _TOOL_KEY:
-            key = keys.ensure_current_key()
-            _TOOL_KEY.update(
-                kid=key.kid, private_key_pem=key.private_key_pem, public_jwk=key.public_jwk
-            )
-            db.session.remove()
-        tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.session.add(ToolKey(**_TOOL_KEY, status=KeyStatus.CURRENT, activated_at=utcnow()))
-        db.session.commit()
-        db.session.remove()
-
-
 @pytest.fixture
 def live(live_server: Live) -> Iterator[Live]:
     _clear_redis()
-    _truncate(live_server.app)
+    reset_database(live_server.app)
     sandbox.reset(live_server.app)
     log = live_server.tmp / "model.jsonl"
     log.unlink(missing_ok=True)
@@ -284,17 +264,6 @@ def workers(live: Live) -> Iterator[Workers]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
 RUBRIC = [
     {"id": "c1", "description": "a router forwards packets between networks", "points": 2},
     {"id": "c2", "description": "it uses a routing table to choose the next hop", "points": 2},

@@ -9,7 +9,8 @@ import pytest
 from lti_tool.extensions import db
 from lti_tool.models import Submission, SubmissionStatus
 from lti_tool.services import inference
-from tests.worker.conftest import MODEL, Live, Workers, all_released, make_course, wait_for
+from tests.support import wait_for
+from tests.worker.conftest import MODEL, Live, Workers, all_released, make_course
 
 pytestmark = pytest.mark.e2e
 

@@ -22,6 +22,7 @@ from lti_tool.extensions import db
 from lti_tool.models import GradeSync, SyncKind, SyncStatus
 from lti_tool.sandbox import testing as sandbox
 from lti_tool.services import sweeper
+from tests.support import wait_for
 from tests.worker.conftest import (
     Live,
     Workers,
@@ -29,7 +30,6 @@ from tests.worker.conftest import (
     completed_scores,
     make_course,
     scores,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

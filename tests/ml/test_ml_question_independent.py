@@ -1,0 +1,78 @@
+"""Question-independent evidence: the features exist, are computed per answer without any graded
+answers to the question, and make a never-seen question gradable (tiny config, hashing encoder).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ml.data import load_corpus
+from ml.features import QI_DIM, Featurizer, qi_vector
+from ml.inference import FeedbackModel
+from ml.models.encoders import HashingTextEncoder
+from ml.train import TrainConfig, student_config_for, train_student
+from ml.types import FeedbackRequest, RubricCriterion
+
+TINY = dict(d_model=32, n_heads=2, n_layers=1, retrieval_dim=16, dropout=0.0)
+
+ROUTER = dict(
+    question="Why does a router need a default route?",
+    reference_answer=(
+        "A default route tells the router where to forward packets whose destination matches no "
+        "other entry in its routing table, usually towards the gateway to the Internet."
+    ),
+    rubric=(RubricCriterion("r1", "Says packets with no matching route are forwarded", 4.0),),
+    max_score=4.0,
+    question_id="net-default-route",  # not in the corpus: a new question for the model
+)
+PARAPHRASE = (
+    "Packets whose destination matches no other entry in the routing table are forwarded along "
+    "the default route, usually to the Internet gateway."
+)
+UNRELATED = "Plants make glucose from sunlight, water and carbon dioxide."
+
+
+@pytest.fixture(scope="module")
+def qi_model() -> FeedbackModel:
+    corpus = load_corpus()
+    assert all(e.question_id != ROUTER["question_id"] for e in corpus)
+    encoder = HashingTextEncoder(48)
+    cfg = student_config_for(encoder, image_dim=8, **TINY)
+    assert cfg.qi_dim == QI_DIM and cfg.hide_text_when_unseen
+    model, featurizer, _ = train_student(
+        corpus, encoder, TrainConfig(epochs=40, lr=3e-3, seed=0, memory_dropout=0.5), cfg
+    )
+    return FeedbackModel(model, featurizer, "tiny-qi")
+
+
+def test_question_independent_features_exist():
+    enc = HashingTextEncoder(48)
+    reqs = [FeedbackRequest(answer_text=t, **ROUTER) for t in (PARAPHRASE, UNRELATED, "")]
+    batch = Featurizer(enc)(reqs).batch  # no memory: nothing known about the question
+    assert batch.qi is not None and batch.qi.shape == (3, QI_DIM)
+    assert batch.crit_qi is not None and batch.crit_qi.shape == (3, 1, 2)
+    para, unrel, empty = batch.qi
+    assert float(para[0]) > float(unrel[0])  # answer <-> reference cosine
+    assert float(para[10]) > float(unrel[10])  # content-word recall of the reference
+    assert float(batch.crit_qi[0, 0, 1]) > float(batch.crit_qi[1, 0, 1])  # answer <-> criterion
+    assert torch.count_nonzero(empty) == 0
+    # Negation cue: "not forwarded" contradicts a reference without a negation.
+    plain = FeedbackRequest("Where do packets go?", "Packets are forwarded to the gateway.")
+
+    def negation_mismatch(answer: str) -> float:
+        zero = torch.zeros(48)
+        none = torch.zeros(0, 48)
+        return float(qi_vector(answer, plain, zero, zero, zero, none, none, none, none)[17])
+
+    assert negation_mismatch("Packets are not forwarded.") == 1.0
+    assert negation_mismatch("Packets are forwarded.") == 0.0
+
+
+def test_paraphrase_to_new_question_beats_unrelated_answer(qi_model):
+    para, unrel = qi_model.predict_batch(
+        [FeedbackRequest(answer_text=t, **ROUTER) for t in (PARAPHRASE, UNRELATED)]
+    )
+    assert para.score > unrel.score + 0.5  # on a 0..4 scale
+    assert para.verdict.index < unrel.verdict.index  # correct < partially < incorrect
+    assert para.criteria[0].coverage > unrel.criteria[0].coverage
