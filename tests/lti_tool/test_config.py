@@ -31,3 +31,13 @@ def test_settings_read_from_environment(monkeypatch):
     assert settings.mode == "demo"
     assert settings.launch_token_ttl_seconds == 60
     assert settings.secret_key is None
+
+
+def test_every_setting_is_documented_in_env_example():
+    from pathlib import Path
+
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    undocumented = [
+        name for name in Settings.model_fields if f"MARGINALIA_{name.upper()}=" not in example
+    ]
+    assert undocumented == []
