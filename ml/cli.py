@@ -28,19 +28,33 @@ def ml_group() -> None:
 @ml_group.command("build-default")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/default"))
 @click.option("--registry", type=click.Path(path_type=Path), default=None)
-@click.option("--epochs", type=int, default=200)
-def build_default(out: Path, registry: Path | None, epochs: int) -> None:
-    """Build the demo model from ml/corpus (minutes on CPU) and activate it in the registry."""
+@click.option("--epochs", type=int, default=None, help="default: 30 with SAF, 200 corpus only")
+@click.option(
+    "--saf/--no-saf",
+    "use_saf",
+    default=None,
+    help="also train on SAF en+de (MIT) - default: when ../shared/datasets/saf is present",
+)
+def build_default(out: Path, registry: Path | None, epochs: int | None, use_saf) -> None:
+    """Build the demo model (ml/corpus, plus SAF when available) and activate it."""
+    from ml.data.saf import saf_dir
     from ml.recipes import DistillRecipe, run_distill
     from ml.registry import ModelRegistry
     from ml.train import TrainConfig
 
+    if use_saf is None:
+        use_saf = (saf_dir() / "training").is_dir()
+    data = ["saf:en", "saf:de", "corpus"] if use_saf else ["corpus"]
+    epochs = epochs or (30 if use_saf else 200)
+    # Half the rows train as new questions: every instructor activity is one for this model.
     recipe = DistillRecipe(
-        data=["corpus"], name="marginalia-default", train=TrainConfig(epochs=epochs)
+        data=data,
+        name="marginalia-default",
+        train=TrainConfig(epochs=epochs, memory_dropout=0.5),
     )
     run_distill(recipe, out)
     version = ModelRegistry(registry).register(out, activate=True)
-    click.echo(f"built {out} and activated it as {version}")
+    click.echo(f"built {out} ({', '.join(data)}) and activated it as {version}")
 
 
 @ml_group.command("distill")

@@ -27,6 +27,7 @@ LEARNER_DIM = 15
 MEMORY_DIM = 8
 LEX_DIM = 4
 CRIT_EXTRA_DIM = 5
+QI_DIM = 20  # question-independent evidence, see ``qi_vector``
 MAX_SENTENCES = 8
 LANGS = ("en", "de", "zh")
 
@@ -127,6 +128,71 @@ class FeedbackMemory:
         out[6] = top.values[:5].mean()
         out[7] = math.log1p(len(idx)) / 5
         return out
+
+
+def _max_cos(x: Tensor, y: Tensor) -> Tensor:
+    """x [n, D], y [m, D] -> [m]: per row of y, the best cosine with a row of x (0 if none)."""
+    if x.shape[0] == 0 or y.shape[0] == 0:
+        return torch.zeros(y.shape[0])
+    return (x @ y.T).max(0).values
+
+
+def qi_vector(
+    answer: str,
+    req: FeedbackRequest,
+    a: Tensor,  # [D] answer embedding
+    q: Tensor,  # [D] question embedding
+    ref: Tensor,  # [D] reference embedding
+    ans_sents: Tensor,  # [ns, D] answer sentence embeddings
+    ref_sents: Tensor,  # [nr, D] reference sentence embeddings
+    crit_cover: Tensor,  # [nc] max cosine answer (sentence) <-> criterion
+    crit_lex: Tensor,  # [nc] lexical similarity answer <-> criterion
+) -> Tensor:
+    """Evidence that does not depend on which question is asked: how the answer relates to the
+    reference answer, the rubric and the question (cosines, content-word overlap, character
+    n-grams, length ratio, negation cues). [QI_DIM]; zeros for an empty answer."""
+    out = torch.zeros(QI_DIM)
+    if not answer.strip():
+        return out
+    ans_all = torch.cat([a[None], ans_sents])  # whole answer + its sentences
+    ref_cover = _max_cos(ans_all, ref_sents) if ref_sents.shape[0] else _max_cos(ans_all, ref[None])
+    if len(req.rubric):
+        w = torch.tensor([c.points for c in req.rubric], dtype=torch.float)
+        w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1 / len(w))
+        c_mean, c_min = float((w * crit_cover).sum()), float(crit_cover.min())
+        c_lex = float((w * crit_lex).sum())
+    else:  # no rubric: the reference's sentences act as the criteria
+        c_mean, c_min = float(ref_cover.mean()), float(ref_cover.min())
+        c_lex = textlib.similarity(answer, req.reference_answer)
+    ref_text, question = req.reference_answer, req.question
+    n_a = len(textlib.tokens(answer))
+    n_r = len(textlib.tokens(ref_text))
+    neg_a, neg_r = textlib.negations(answer), textlib.negations(ref_text)
+    cos_ar, cos_aq = float(a @ ref), float(a @ q)
+    vals = [
+        cos_ar,
+        float((ans_sents @ ref).max()) if ans_sents.shape[0] else cos_ar,
+        float(ref_cover.mean()),
+        float(ref_cover.min()),
+        cos_aq,
+        cos_ar - cos_aq,
+        c_mean,
+        c_min,
+        c_lex,
+        textlib.similarity(answer, ref_text),
+        textlib.recall(answer, ref_text),  # share of the reference's content words covered
+        textlib.recall(ref_text, answer),  # share of the answer's content words in the reference
+        textlib.char_similarity(answer, ref_text, 4),
+        textlib.recall(question, answer),  # answer words that merely restate the question
+        max(-2.0, min(2.0, math.log((n_a + 1) / (n_r + 1)))) / 2,
+        math.log1p(n_a) / 5,
+        min(neg_a, 3) / 3,
+        float((neg_a > 0) != (neg_r > 0)),
+        float(q @ ref),  # how far the reference goes beyond the question (a per-question scale)
+        math.log1p(n_r) / 5,
+    ]
+    out[: len(vals)] = torch.tensor(vals, dtype=torch.float)
+    return out
 
 
 def learner_vector(req: FeedbackRequest) -> Tensor:
@@ -238,14 +304,22 @@ class Featurizer:
             f"{c.description} {c.explanation}".strip() for r in requests for c in r.rubric
         ]
         crit_emb = enc.encode(crit_texts)  # [sum C_i, D]
+        ref_sents = [textlib.sentences(r.reference_answer)[:MAX_SENTENCES] for r in requests]
+        ref_sent_emb = enc.encode([s for ss in ref_sents for s in ss])  # [S_r, D]
+        qi = torch.zeros(B, QI_DIM)
+        crit_qi = torch.zeros(B, C, 2)  # per criterion: embedding coverage, lexical similarity
         evidence: list[list[int]] = []
-        s0 = c0 = 0
+        s0 = c0 = r0 = 0
         for i, r in enumerate(requests):
-            ns, nc = len(sents[i]), len(r.rubric)
+            ns, nc, nr = len(sents[i]), len(r.rubric), len(ref_sents[i])
             se = sent_emb[s0 : s0 + ns]  # [ns, D]
             ce = crit_emb[c0 : c0 + nc]  # [nc, D]
-            s0, c0 = s0 + ns, c0 + nc
+            re_ = ref_sent_emb[r0 : r0 + nr]  # [nr, D]
+            s0, c0, r0 = s0 + ns, c0 + nc, r0 + nr
             total = sum(c.points for c in r.rubric) or 1.0
+            # Criterion coverage: best cosine of the criterion with the whole answer or a sentence.
+            cover = _max_cos(torch.cat([a[i][None], se]), ce) if ns else torch.zeros(nc)
+            lexsims = torch.zeros(nc)
             ev = []
             for j, c in enumerate(r.rubric):
                 sims = se @ ce[j] if ns else torch.zeros(0)
@@ -254,6 +328,7 @@ class Featurizer:
                     textlib.similarity(answers[i], crit_texts[c0 - nc + j]),
                     textlib.best_sentence(answers[i], crit_texts[c0 - nc + j])[1],
                 )
+                lexsims[j] = lexsim
                 lf = r.learner
                 mastery = lf.criterion_mastery.get(c.id, 0.5) if lf else 0.5
                 missed = float(bool(lf and lf.times_missed.get(c.id, 0) > 0))
@@ -264,6 +339,9 @@ class Featurizer:
                 crit_mask[i, j] = True
                 ev.append(best)
             evidence.append(ev)
+            crit_qi[i, :nc, 0] = cover
+            crit_qi[i, :nc, 1] = lexsims
+            qi[i] = qi_vector(answers[i], r, a[i], q[i], ref[i], se, re_, cover, lexsims)
         batch = StudentBatch(
             q=q,
             r=ref,
@@ -280,6 +358,8 @@ class Featurizer:
             crit=crit,
             crit_extra=crit_extra,
             crit_mask=crit_mask,
+            qi=qi,
+            crit_qi=crit_qi,
         )
         return Featurized(batch, answers, sents, evidence)
 

@@ -27,7 +27,10 @@ from ml.models.encoders import TextEncoder, text_encoder_from_spec
 from ml.models.student import StudentModel
 from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
 
-FORMAT_VERSION = 1
+# 2: the student has the question-independent evidence path (StudentConfig.qi_dim > 0).
+# Format-1 directories still load (their config has no qi_dim, so that path is off).
+FORMAT_VERSION = 2
+SUPPORTED_FORMATS = (1, 2)
 
 
 class FeedbackModel:
@@ -76,7 +79,7 @@ class FeedbackModel:
         if not (directory / "meta.json").is_file():
             raise ModelNotFoundError(f"no model at {directory} (meta.json missing)")
         meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in SUPPORTED_FORMATS:
             raise ModelNotFoundError(
                 f"{directory}: unsupported format {meta.get('format_version')}"
             )

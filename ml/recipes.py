@@ -116,6 +116,38 @@ def write_model_card(out: Path, recipe: DistillRecipe, metrics: dict[str, Any]) 
 - Limits: feedback for questions without graded examples comes from templates + rubric; the
   encoder is English-centric (Chinese characters partly map to [UNK]; lexical features
   compensate); video audio is ignored.
+- New questions: with no graded answers to a question in memory, the student hides the
+  question-specific text embeddings and grades from question-independent evidence (answer <->
+  reference / rubric cosines, content-word and character n-gram overlap, length, negation).
 - Metrics: see metrics.json in this directory.
 """
+    if any(src.startswith("saf:") for src in recipe.data):
+        card += SAF_NOTICE
     (out / "MODEL_CARD.md").write_text(card)
+
+
+# The SAF release is MIT-licensed: training on it and shipping the weights is permitted; the
+# model directory also stores SAF feedback texts (memory.json), so the notice travels with it.
+SAF_NOTICE = """
+## SAF data notice
+Trained on SAF (Filighera, Parihar, Steuer, Meuser, Ochs: "Your Answer is Incorrect... Would you
+like to know why? Introducing a Bilingual Short Answer Feedback Dataset", ACL 2022), v2 release,
+MIT License. memory.json/memory.pt in this directory contain SAF answers' feedback texts.
+
+MIT License - Copyright (c) 2021 Sebastian Ochs, Anna Filighera
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+"""

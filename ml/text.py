@@ -69,7 +69,8 @@ def similarity(answer: str, target: str) -> float:
 
 
 NEGATIONS = frozenset(
-    """not no never none nothing neither nor cannot without nicht kein keine keinen keinem keiner keines nie niemals nichts ohne weder
+    """not no never none nothing neither nor cannot without
+    nicht kein keine keinen keinem keiner keines nie niemals nichts ohne weder
     不 没 没有 无 非 未 别""".split()  # noqa: SIM905
 )
 

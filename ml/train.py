@@ -25,6 +25,7 @@ from ml.features import (
     LEARNER_DIM,
     LEX_DIM,
     MEMORY_DIM,
+    QI_DIM,
     Featurizer,
     FeedbackMemory,
     MediaEncoder,
@@ -46,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     memory_dropout: float = 0.3  # share of rows trained as if the question were unseen
+    criteria_from_score: bool = True  # weak criterion targets from full/zero scores
     feedback_tau: float = 0.05  # sharpness of the soft feedback target
     w_verdict: float = 1.0
     w_score: float = 1.0
@@ -72,7 +74,7 @@ def student_config_for(encoder: TextEncoder, image_dim: int, **overrides) -> Stu
         memory_dim=MEMORY_DIM,
         lex_dim=LEX_DIM,
         crit_extra_dim=CRIT_EXTRA_DIM,
-        **overrides,
+        **({"qi_dim": QI_DIM, "hide_text_when_unseen": True} | overrides),
     )
 
 
@@ -112,6 +114,11 @@ def train_student(
         for j, c in enumerate(e.rubric):
             if c.id in e.criteria_met:
                 crit_t[i, j] = float(e.criteria_met[c.id])
+                crit_tmask[i, j] = True
+            elif cfg.criteria_from_score and e.score_fraction in (0.0, 1.0):
+                # No per-criterion gold (SAF): a full score means every criterion was met, a
+                # zero score none - so coverage agrees with the verdict.
+                crit_t[i, j] = e.score_fraction
                 crit_tmask[i, j] = True
     fb_sim_gold = gold_memory_fb @ memory.feedback_emb.T  # [N, N] gold feedback vs candidates
     fb_sim = fb_sim_gold

@@ -21,11 +21,20 @@ Inputs are pre-computed features (``ml.features.Featurizer`` turns requests into
     crit           [B, C, D_t]  rubric criterion embeddings
     crit_extra     [B, C, D_c]  per-criterion learner mastery, evidence similarity, points share
     crit_mask      [B, C]
+    qi             [B, D_q]     question-independent evidence (``ml.features.qi_vector``):
+                                answer<->reference/criterion/question cosines, overlap, length,
+                                negation; format 2 only (``StudentConfig.qi_dim`` > 0)
+    crit_qi        [B, C, 2]    answer<->criterion cosine and lexical similarity
 
 Fusion: one token per modality/feature group, plus a [SUMMARY] token and one token per criterion,
 through a small TransformerEncoder whose key-padding mask hides missing modalities:
 
-    tokens [B, 11 + C, d]  ->  encoder  ->  h = out[:, 0]  [B, d]
+    tokens [B, 11 + C (+1 QI), d]  ->  encoder  ->  h = out[:, 0]  [B, d]
+
+Format 2 (``qi_dim`` > 0) adds the QI token, a residual MLP qi -> (verdict, score) logits and a
+residual crit_qi -> criterion logit; with ``hide_text_when_unseen`` the Q/R/A text tokens and the
+criterion embeddings are masked for requests without same-question memory (a new question), so
+the heads grade such answers from evidence that transfers across questions.
 """
 
 from __future__ import annotations
@@ -58,6 +67,12 @@ class StudentConfig:
     dropout: float = 0.1
     n_score_bins: int = 11
     retrieval_dim: int = 128
+    # Question-independent evidence (format 2). 0 = a format-1 model without that path.
+    qi_dim: int = 0
+    # Hide the question-specific text tokens (Q, R, A, A*R, |A-R|, criterion embeddings) when
+    # the request has no graded answers to the same question in memory, i.e. for a new
+    # question: grading then rests on the question-independent evidence, which transfers.
+    hide_text_when_unseen: bool = False
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -84,12 +99,17 @@ class StudentBatch:
     crit: Tensor
     crit_extra: Tensor
     crit_mask: Tensor
+    # Question-independent evidence (``ml.features.qi_vector``), absent for format-1 callers.
+    qi: Tensor | None = None  # [B, D_qi]
+    crit_qi: Tensor | None = None  # [B, C, 2] answer<->criterion cosine and lexical similarity
 
     def to(self, device: torch.device | str) -> StudentBatch:
-        return StudentBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return StudentBatch(
+            **{k: None if v is None else v.to(device) for k, v in self.__dict__.items()}
+        )
 
     def index(self, idx: Tensor | slice) -> StudentBatch:
-        return StudentBatch(**{k: v[idx] for k, v in self.__dict__.items()})
+        return StudentBatch(**{k: None if v is None else v[idx] for k, v in self.__dict__.items()})
 
     def __len__(self) -> int:
         return self.q.shape[0]
@@ -154,6 +174,21 @@ class StudentModel(nn.Module):
         self.same_question_bias = nn.Parameter(torch.tensor(4.0))
         self.answer_sim_weight = nn.Parameter(torch.tensor(4.0))
         self.register_buffer("bins", torch.linspace(0, 1, cfg.n_score_bins), persistent=False)
+        if cfg.qi_dim:
+            # QI token in the fusion + a residual path straight into the verdict/score heads
+            # and a per-criterion residual from answer<->criterion similarity.
+            self.qi_type = nn.Parameter(torch.zeros(d))
+            self.qi_proj = nn.Sequential(
+                nn.LayerNorm(cfg.qi_dim), nn.Linear(cfg.qi_dim, d), nn.GELU(), nn.Linear(d, d)
+            )
+            self.qi_head = nn.Sequential(
+                nn.Linear(cfg.qi_dim + cfg.z_dim, d),
+                nn.GELU(),
+                nn.Linear(d, d),
+                nn.GELU(),
+                nn.Linear(d, 3 + cfg.n_score_bins),
+            )
+            self.crit_residual = nn.Linear(2, 1)
 
     # ------------------------------------------------------------------ fusion and heads
     def forward(self, b: StudentBatch) -> StudentOutput:
@@ -182,19 +217,28 @@ class StudentModel(nn.Module):
             dim=1,
         )  # [B, 11, d]
         fixed = fixed + self.type_emb.weight[:N_FIXED_TOKENS]
-        crit = self.crit_proj(torch.cat([b.crit, b.crit_extra], -1))  # [B, C, d]
+        use_qi = self.cfg.qi_dim > 0 and b.qi is not None
+        qr_present, text_present, crit_emb = ones, b.text_mask, b.crit
+        if use_qi and self.cfg.hide_text_when_unseen:
+            seen = b.memory_mask  # [B] graded answers to this question exist
+            qr_present, text_present = seen, b.text_mask & seen
+            crit_emb = crit_emb * seen[:, None, None].to(crit_emb.dtype)
+        crit = self.crit_proj(torch.cat([crit_emb, b.crit_extra], -1))  # [B, C, d]
         crit = crit + self.type_emb.weight[CRITERION_TYPE]
-        tokens = torch.cat([fixed, crit], dim=1)  # [B, 11 + C, d]
+        parts = [fixed, crit]
+        if use_qi:
+            parts.append((self.qi_proj(b.qi) + self.qi_type)[:, None])  # [B, 1, d]
+        tokens = torch.cat(parts, dim=1)  # [B, 11 + C (+1), d]
         present = torch.cat(
             [
                 torch.stack(
                     [
                         ones,
-                        ones,
-                        ones,
-                        b.text_mask,
-                        b.text_mask,
-                        b.text_mask,
+                        qr_present,
+                        qr_present,
+                        text_present,
+                        text_present,
+                        text_present,
                         b.image_mask,
                         video_present,
                         ones,
@@ -204,18 +248,28 @@ class StudentModel(nn.Module):
                     dim=1,
                 ),
                 b.crit_mask,
-            ],
+            ]
+            + ([b.text_mask[:, None]] if use_qi else []),
             dim=1,
-        )  # [B, 11 + C]
+        )  # [B, 11 + C (+1)]
         out = self.norm(self.encoder(tokens, src_key_padding_mask=~present))  # [B, 11 + C, d]
         h = out[:, 0]  # [B, d]
-        crit_h = out[:, N_FIXED_TOKENS:]  # [B, C, d]
+        C = b.crit.shape[1]
+        crit_h = out[:, N_FIXED_TOKENS : N_FIXED_TOKENS + C]  # [B, C, d]
         crit_in = torch.cat([crit_h, h[:, None].expand_as(crit_h)], -1)  # [B, C, 2d]
-        crit_logits = self.crit_head(crit_in).squeeze(-1).masked_fill(~b.crit_mask, -1e4)
+        crit_logits = self.crit_head(crit_in).squeeze(-1)
         score_logits = self.score_head(h)  # [B, K]
+        verdict_logits = self.verdict_head(h)  # [B, 3]
+        if use_qi:
+            res = self.qi_head(torch.cat([b.qi, b.z], -1))  # [B, 3 + K]
+            verdict_logits = verdict_logits + res[:, :3]
+            score_logits = score_logits + res[:, 3:]
+            if b.crit_qi is not None:
+                crit_logits = crit_logits + self.crit_residual(b.crit_qi).squeeze(-1)
+        crit_logits = crit_logits.masked_fill(~b.crit_mask, -1e4)
         return StudentOutput(
             h=h,
-            verdict_logits=self.verdict_head(h),
+            verdict_logits=verdict_logits,
             score_logits=score_logits,
             score=score_logits.softmax(-1) @ self.bins,
             confidence_logit=self.confidence_head(h).squeeze(-1),

@@ -76,3 +76,23 @@ def test_paraphrase_to_new_question_beats_unrelated_answer(qi_model):
     assert para.score > unrel.score + 0.5  # on a 0..4 scale
     assert para.verdict.index < unrel.verdict.index  # correct < partially < incorrect
     assert para.criteria[0].coverage > unrel.criteria[0].coverage
+
+
+def test_format_1_model_directories_still_load(tmp_path):
+    """A model saved before the question-independent path (no qi_dim in its config, format 1)."""
+    import json
+
+    from ml.models.student import StudentModel
+
+    enc = HashingTextEncoder(16)
+    cfg = student_config_for(enc, image_dim=8, qi_dim=0, hide_text_when_unseen=False, **TINY)
+    FeedbackModel(StudentModel(cfg), Featurizer(enc), "old").save(tmp_path)
+    conf = json.loads((tmp_path / "student_config.json").read_text())
+    del conf["qi_dim"], conf["hide_text_when_unseen"]
+    (tmp_path / "student_config.json").write_text(json.dumps(conf))
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps(meta | {"format_version": 1}))
+    loaded = FeedbackModel.load(tmp_path)
+    assert loaded.model.cfg.qi_dim == 0
+    (res,) = loaded.predict_batch([FeedbackRequest(answer_text=PARAPHRASE, **ROUTER)])
+    assert 0.0 <= res.score <= 4.0
