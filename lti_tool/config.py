@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Longest accepted video (seconds) and its largest frame (width x height).
     max_video_seconds: float = Field(default=120.0, gt=0)
     max_video_pixels: int = Field(default=1920 * 1080, ge=1)
+    # A worker exposes Prometheus metrics on this port (0: off). With prefork children, set
+    # PROMETHEUS_MULTIPROC_DIR too so the children's samples are summed.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     # Prefix of every key the tool keeps in Redis (several installations may share one server).
     redis_key_prefix: str = "marginalia:"
     # Public base URL of the tool as the LMS reaches it, e.g. https://marginalia.school.edu.

@@ -121,6 +121,20 @@ def _log_request_id(task: Task | None = None, task_id: str | None = None, **_: A
     )
 
 
+@signals.worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    """Expose batch sizes, inference latency and passback failures to Prometheus."""
+    from celery import current_app as current_celery
+
+    app = getattr(current_celery, "flask_app", None)
+    port = app.config["MARGINALIA"].worker_metrics_port if app is not None else 0
+    if port:
+        from lti_tool.observability import start_worker_metrics_server
+
+        start_worker_metrics_server(port)
+        log.info("worker metrics on port %d", port)
+
+
 @signals.worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     """A forked child must not share the parent's database connections."""

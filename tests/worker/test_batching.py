@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,38 @@ def test_a_worker_process_batches_what_is_queued(live: Live, workers: Workers):
     done = [e for e in live.model_log() if e["event"] == "done"]
     assert [e["size"] for e in done] == [16, 16, 8]
     assert len({e["pid"] for e in done}) == 1  # loaded once, in one worker child
+
+
+def test_a_worker_serves_its_batch_metrics_to_prometheus(
+    live: Live, workers: Workers, tmp_path: Path
+):
+    import socket
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    course = make_course(live)
+    ids = [course.submit(0, f"A router forwards packets, answer {i}.") for i in range(3)]
+    (tmp_path / "prom").mkdir()
+    workers.start(
+        MARGINALIA_WORKER_METRICS_PORT=port,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
+        MARGINALIA_INFERENCE_BATCH_WAIT_MS=300,
+    )
+    wait_for(lambda: all_released(live, ids), timeout=60, what="every submission graded")
+
+    def batches_observed() -> float:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except requests.ConnectionError:
+            return 0
+        for line in text.splitlines():
+            if line.startswith("marginalia_inference_batch_size_sum"):
+                return float(line.split()[-1])
+        return 0
+
+    # Every graded submission is counted once, summed over the worker's processes.
+    assert wait_for(lambda: batches_observed() >= 3, timeout=20, what="metrics")
+    assert batches_observed() == 3
