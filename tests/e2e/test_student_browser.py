@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
 
 from lti_tool.extensions import db
@@ -88,7 +89,7 @@ def worker(live, storage, tmp_path):
         MARGINALIA_STORAGE_DIR=str(storage),
     )
     log_path = tmp_path / "worker.log"
-    argv = [sys.executable, "-m", "celery", "-A", "worker.entry", "worker", "-Q", "inference"]
+    argv = [sys.executable, "-m", "celery", "-A", "worker.entry", "worker", "-Q", "inference,lti"]
     argv += ["-c", "1", "-n", f"student-e2e-{os.getpid()}@%h", "--without-gossip"]
     argv += ["--without-mingle", "--loglevel", "INFO"]
     with open(log_path, "wb") as out:
@@ -203,6 +204,29 @@ def test_learner_submits_text_and_image_and_sees_feedback_without_reload(
         with live.app.app_context():
             submission = db.session.query(Submission).one()
             assert submission.status == SubmissionStatus.RELEASED
+            score, feedback = float(submission.score), submission.feedback
+            db.session.remove()
+
+        # The LMS gradebook received the released score with the feedback as comment.
+        def graded_in_lms() -> list[dict]:
+            book = requests.get(f"{live.base_url}/sandbox/gradebook.json", timeout=5).json()
+            return [
+                s
+                for item in book["line_items"]
+                for s in item["scores"]
+                if s.get("gradingProgress") == "FullyGraded"
+            ]
+
+        deadline = time.monotonic() + 60
+        while not graded_in_lms() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        [posted] = graded_in_lms()
+        assert posted["userName"] == "Ada Lovelace" and posted["activityProgress"] == "Completed"
+        assert posted["scoreGiven"] == pytest.approx(score) and posted["scoreMaximum"] == 10
+        assert posted["comment"] == feedback
+
+        with live.app.app_context():
+            submission = db.session.query(Submission).one()
             [stored] = submission.files
             assert stored.content_type == "image/jpeg"
             assert (storage / stored.storage_key).is_file()
