@@ -26,7 +26,7 @@ from lti_tool.models import (
     SyncStatus,
     utcnow,
 )
-from lti_tool.services import audit, dispatch
+from lti_tool.services import audit, dispatch, passback
 from lti_tool.services.errors import MarginaliaError, NotFound
 
 log = logging.getLogger(__name__)
@@ -183,10 +183,9 @@ def retry_sync(sync_id: int, *, actor: str | None = None) -> None:
         {"status": str(row.status), "last_error": row.last_error},
         {"status": str(SyncStatus.PENDING)},
     )
-    row.status = SyncStatus.PENDING
-    row.last_error = None
-    db.session.commit()
-    dispatch.enqueue_sync(row.id)
+    # The same reset as the instructor's retry button (attempt budget included); it commits
+    # the audit record with it and publishes after the commit.
+    passback.retry(row.id)
 
 
 # -- readiness -------------------------------------------------------------------------------
