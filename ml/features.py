@@ -27,7 +27,9 @@ LEARNER_DIM = 15
 MEMORY_DIM = 8
 LEX_DIM = 4
 CRIT_EXTRA_DIM = 5
-QI_DIM = 20  # question-independent evidence, see ``qi_vector``
+ALIGN_DIM = 7  # token-level alignment answer <-> reference, see ``alignment_vector``
+QI_BASE_DIM = 20  # sentence-level evidence, see ``qi_vector``
+QI_DIM = QI_BASE_DIM + ALIGN_DIM  # question-independent evidence (format 3; format 2 had 20)
 MAX_SENTENCES = 8
 LANGS = ("en", "de", "zh")
 
@@ -151,7 +153,7 @@ def qi_vector(
     """Evidence that does not depend on which question is asked: how the answer relates to the
     reference answer, the rubric and the question (cosines, content-word overlap, character
     n-grams, length ratio, negation cues). [QI_DIM]; zeros for an empty answer."""
-    out = torch.zeros(QI_DIM)
+    out = torch.zeros(QI_BASE_DIM)
     if not answer.strip():
         return out
     ans_all = torch.cat([a[None], ans_sents])  # whole answer + its sentences
@@ -192,6 +194,33 @@ def qi_vector(
         math.log1p(n_r) / 5,
     ]
     out[: len(vals)] = torch.tensor(vals, dtype=torch.float)
+    return out
+
+
+def alignment_vector(answer: Tensor, reference: Tensor, question: Tensor) -> Tensor:
+    """Token-level alignment (BERTScore-style greedy matching of contextual token vectors):
+    precision/recall/F1 of the answer against the reference, the share of reference tokens the
+    answer matches well (how much of the reference it covers), and the precision of the answer
+    tokens that do not merely restate the question. [ALIGN_DIM]; zeros for an empty answer.
+
+    answer [n_a, D], reference [n_r, D], question [n_q, D], all L2-normalised."""
+    out = torch.zeros(ALIGN_DIM)
+    if answer.shape[0] == 0 or reference.shape[0] == 0:
+        return out
+    sim = answer @ reference.T  # [n_a, n_r]
+    p = sim.max(1).values  # best reference match per answer token
+    r = sim.max(0).values  # best answer match per reference token
+    pm, rm = float(p.mean()), float(r.mean())
+    if question.shape[0]:
+        # Answer tokens that are not copied from the question.
+        own = (answer @ question.T).max(1).values < 0.8
+        novel = float(p[own].mean()) if bool(own.any()) else pm
+    else:
+        novel = pm
+    f1 = 2 * pm * rm / (pm + rm) if pm + rm > 0 else 0.0
+    vals = [pm, rm, f1, float((r > 0.6).float().mean()), float((r > 0.7).float().mean()), novel,
+            float((p > 0.6).float().mean())]  # fmt: skip
+    out[:] = torch.tensor(vals)
     return out
 
 
@@ -306,6 +335,9 @@ class Featurizer:
         crit_emb = enc.encode(crit_texts)  # [sum C_i, D]
         ref_sents = [textlib.sentences(r.reference_answer)[:MAX_SENTENCES] for r in requests]
         ref_sent_emb = enc.encode([s for ss in ref_sents for s in ss])  # [S_r, D]
+        a_tok = enc.token_states(answers)
+        r_tok = enc.token_states([r.reference_answer for r in requests])
+        q_tok = enc.token_states([r.question for r in requests])
         qi = torch.zeros(B, QI_DIM)
         crit_qi = torch.zeros(B, C, 2)  # per criterion: embedding coverage, lexical similarity
         evidence: list[list[int]] = []
@@ -341,7 +373,9 @@ class Featurizer:
             evidence.append(ev)
             crit_qi[i, :nc, 0] = cover
             crit_qi[i, :nc, 1] = lexsims
-            qi[i] = qi_vector(answers[i], r, a[i], q[i], ref[i], se, re_, cover, lexsims)
+            base = qi_vector(answers[i], r, a[i], q[i], ref[i], se, re_, cover, lexsims)
+            qi[i, :QI_BASE_DIM] = base
+            qi[i, QI_BASE_DIM:] = alignment_vector(a_tok[i], r_tok[i], q_tok[i])
         batch = StudentBatch(
             q=q,
             r=ref,

@@ -28,9 +28,10 @@ from ml.models.student import StudentModel
 from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
 
 # 2: the student has the question-independent evidence path (StudentConfig.qi_dim > 0).
+# 3: that evidence adds token-level alignment (qi_dim 27); format-2 models read its first 20.
 # Format-1 directories still load (their config has no qi_dim, so that path is off).
-FORMAT_VERSION = 2
-SUPPORTED_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_FORMATS = (1, 2, 3)
 
 
 class FeedbackModel:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,11 @@ def train_student(
     feats = featurizer(requests, exclude_ids=ids)
     same, allowed = feedback_masks(memory, requests, exclude_ids=ids)  # [N, N]
     student_cfg = student_cfg or student_config_for(encoder, featurizer.image_dim)
+    if student_cfg.trained_media is None:
+        # Record which media streams had data, so inference masks the ones never trained.
+        b = feats.batch
+        seen = {"image": bool(b.image_mask.any()), "video": bool(b.video_mask.any())}
+        student_cfg = replace(student_cfg, trained_media=[m for m, ok in seen.items() if ok])
     model = StudentModel(student_cfg)
     N = len(examples)
     # Targets.

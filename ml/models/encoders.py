@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,36 @@ class TextEncoder:
     dim: int
     spec: dict[str, Any]
 
+    # Contextual token states are kept only for recently seen texts (references, questions and
+    # the answers of the current batch); they are too large to keep for a whole memory.
+    token_cache_size = 1024
+
     def __init__(self) -> None:
         self._cache: dict[str, Tensor] = {}
+        self._tokens: OrderedDict[str, Tensor] = OrderedDict()
 
     def _encode(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
+
+    def _token_states(self, texts: list[str]) -> list[Tensor]:
+        raise NotImplementedError
+
+    def _remember_tokens(self, text: str, states: Tensor) -> None:
+        self._tokens[text] = states
+        self._tokens.move_to_end(text)
+        while len(self._tokens) > self.token_cache_size:
+            self._tokens.popitem(last=False)
+
+    def token_states(self, texts: list[str]) -> list[Tensor]:
+        """Per text, its L2-normalised token vectors [n_i, dim] (special tokens dropped; [0, dim]
+        for an empty text): the inputs of token-level alignment (BERTScore-style)."""
+        found = {t: self._tokens[t] for t in texts if t in self._tokens}
+        todo = sorted(set(texts) - found.keys(), key=lambda t: (len(t), t))
+        if todo:
+            for t, v in zip(todo, self._token_states(todo), strict=True):
+                found[t] = v
+                self._remember_tokens(t, v)
+        return [found[t] for t in texts]
 
     def encode(self, texts: list[str]) -> Tensor:
         # Length-sorted so that padded batches waste little compute.
@@ -70,6 +96,13 @@ class HashingTextEncoder(TextEncoder):
                 h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
                 out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
         return F.normalize(out, dim=-1)
+
+    def _token_states(self, texts: list[str]) -> list[Tensor]:
+        out = []
+        for t in texts:
+            toks = textlib.tokens(t)
+            out.append(self._encode(toks) if toks else torch.zeros(0, self.dim))
+        return out
 
 
 class MiniLMTextEncoder(TextEncoder):
@@ -121,7 +154,34 @@ class MiniLMTextEncoder(TextEncoder):
             mask = enc["attention_mask"][..., None].to(hidden.dtype)  # [b, L, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # [b, D]
             out.append(F.normalize(pooled, dim=-1).float().cpu())
+            # The same pass gives the token states: keep them for the alignment features.
+            for text, states in zip(chunk, self._split_tokens(hidden, enc), strict=True):
+                self._remember_tokens(text, states)
         return torch.cat(out)
+
+    @staticmethod
+    def _split_tokens(hidden: Tensor, enc: Any) -> list[Tensor]:
+        """[b, L, D] -> per row its normalised token states without [CLS]/[SEP]/padding."""
+        rows = []
+        lengths = enc["attention_mask"].sum(1).tolist()
+        for j, n in enumerate(lengths):
+            rows.append(F.normalize(hidden[j, 1 : max(1, n - 1)].float(), dim=-1).cpu())
+        return rows
+
+    @torch.inference_mode()
+    def _token_states(self, texts: list[str]) -> list[Tensor]:
+        rows: list[Tensor] = []
+        for i in range(0, len(texts), self.batch_size):
+            chunk = texts[i : i + self.batch_size]
+            enc = self.tokenizer(
+                chunk,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            rows += self._split_tokens(self.model(**enc).last_hidden_state, enc)
+        return rows
 
 
 def text_encoder_from_spec(spec: dict[str, Any], device: str | torch.device = "cpu") -> TextEncoder:

@@ -73,6 +73,10 @@ class StudentConfig:
     # the request has no graded answers to the same question in memory, i.e. for a new
     # question: grading then rests on the question-independent evidence, which transfers.
     hide_text_when_unseen: bool = False
+    # Media streams the model saw in training ("image", "video"); None = not recorded (older
+    # models: every stream is used). A stream it never saw has untrained projections, so its
+    # token is masked and a photographed answer is graded from its OCR text alone.
+    trained_media: list[str] | None = None
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
@@ -200,6 +204,12 @@ class StudentModel(nn.Module):
         att = att.masked_fill(~b.video_mask, -1e4).softmax(-1)  # [B, T]
         video_tok = (att[..., None] * frames).sum(1)  # [B, d]
         video_present = b.video_mask.any(-1)  # [B]
+        image_present = b.image_mask
+        if self.cfg.trained_media is not None:
+            if "image" not in self.cfg.trained_media:
+                image_present = torch.zeros_like(image_present)
+            if "video" not in self.cfg.trained_media:
+                video_present = torch.zeros_like(video_present)
         fixed = torch.stack(
             [
                 self.summary.expand(B, 1, -1)[:, 0],
@@ -227,7 +237,9 @@ class StudentModel(nn.Module):
         crit = crit + self.type_emb.weight[CRITERION_TYPE]
         parts = [fixed, crit]
         if use_qi:
-            parts.append((self.qi_proj(b.qi) + self.qi_type)[:, None])  # [B, 1, d]
+            # Older models were trained on a prefix of today's evidence vector.
+            qi = b.qi[:, : self.cfg.qi_dim]
+            parts.append((self.qi_proj(qi) + self.qi_type)[:, None])  # [B, 1, d]
         tokens = torch.cat(parts, dim=1)  # [B, 11 + C (+1), d]
         present = torch.cat(
             [
@@ -239,7 +251,7 @@ class StudentModel(nn.Module):
                         text_present,
                         text_present,
                         text_present,
-                        b.image_mask,
+                        image_present,
                         video_present,
                         ones,
                         b.memory_mask,
@@ -261,7 +273,7 @@ class StudentModel(nn.Module):
         score_logits = self.score_head(h)  # [B, K]
         verdict_logits = self.verdict_head(h)  # [B, 3]
         if use_qi:
-            res = self.qi_head(torch.cat([b.qi, b.z], -1))  # [B, 3 + K]
+            res = self.qi_head(torch.cat([qi, b.z], -1))  # [B, 3 + K]
             verdict_logits = verdict_logits + res[:, :3]
             score_logits = score_logits + res[:, 3:]
             if b.crit_qi is not None:

@@ -74,6 +74,7 @@ class VisionMediaEncoder:
         n_frames: int = 8,
         ocr: bool = True,
         image_size: int = 224,
+        ocr_threads: int | None = None,
     ) -> None:
         from torchvision import transforms
 
@@ -89,6 +90,8 @@ class VisionMediaEncoder:
         self.n_frames = n_frames
         self.use_ocr = ocr
         self._ocr_engine: Any = None
+        # onnxruntime uses every core by default; a worker running several processes caps it.
+        self.ocr_threads = ocr_threads
         self.spec = {"kind": "vision", "backbone": backbone, "n_frames": n_frames, "ocr": ocr}
         self.transform = transforms.Compose(
             [
@@ -133,7 +136,13 @@ class VisionMediaEncoder:
                 log.warning("rapidocr is not installed; images are graded without OCR")
                 self.use_ocr = False
                 return ""
-            self._ocr_engine = RapidOCR(params={"Global.log_level": "error"})
+            params: dict[str, Any] = {"Global.log_level": "error"}
+            if self.ocr_threads:
+                params |= {
+                    "EngineConfig.onnxruntime.intra_op_num_threads": self.ocr_threads,
+                    "EngineConfig.onnxruntime.inter_op_num_threads": self.ocr_threads,
+                }
+            self._ocr_engine = RapidOCR(params=params)
         texts = []
         for p in paths:
             result = self._ocr_engine(str(Path(p)))

@@ -96,3 +96,48 @@ def test_format_1_model_directories_still_load(tmp_path):
     assert loaded.model.cfg.qi_dim == 0
     (res,) = loaded.predict_batch([FeedbackRequest(answer_text=PARAPHRASE, **ROUTER)])
     assert 0.0 <= res.score <= 4.0
+
+
+def test_token_alignment_features():
+    from ml.features import QI_BASE_DIM, alignment_vector
+
+    enc = HashingTextEncoder(64)
+    ref, question = enc.token_states([ROUTER["reference_answer"], ROUTER["question"]])
+    same, para, unrel, empty = (
+        alignment_vector(t, ref, question)
+        for t in enc.token_states([ROUTER["reference_answer"], PARAPHRASE, UNRELATED, ""])
+    )
+    assert float(same[0]) == pytest.approx(1.0) and float(same[1]) == pytest.approx(1.0)
+    assert float(para[1]) > float(unrel[1])  # recall: reference tokens the answer matches
+    assert float(para[3]) > float(unrel[3])  # share of the reference covered
+    assert torch.count_nonzero(empty) == 0
+    batch = Featurizer(enc)([FeedbackRequest(answer_text=PARAPHRASE, **ROUTER)]).batch
+    assert torch.allclose(batch.qi[0, QI_BASE_DIM:], para)
+
+
+def test_format_2_model_reads_the_prefix_of_the_evidence(tmp_path):
+    """A format-2 model (20 evidence features) still loads and grades."""
+    import json
+
+    from ml.features import QI_BASE_DIM
+    from ml.models.student import StudentModel
+
+    enc = HashingTextEncoder(16)
+    cfg = student_config_for(enc, image_dim=8, qi_dim=QI_BASE_DIM, **TINY)
+    FeedbackModel(StudentModel(cfg), Featurizer(enc), "v2").save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps(meta | {"format_version": 2}))
+    loaded = FeedbackModel.load(tmp_path)
+    assert loaded.model.cfg.qi_dim == QI_BASE_DIM
+    (res,) = loaded.predict_batch([FeedbackRequest(answer_text=PARAPHRASE, **ROUTER)])
+    assert 0.0 <= res.score <= 4.0
+
+
+def test_token_states_of_more_texts_than_the_cache_holds():
+    enc = HashingTextEncoder(16)
+    enc.token_cache_size = 3
+    texts = [f"answer number {i} about routers" for i in range(10)]
+    states = enc.token_states(texts)
+    assert len(states) == 10 and len(enc._tokens) == 3
+    assert all(s.shape == (5, 16) for s in states)
+    assert torch.equal(enc.token_states(texts[:1])[0], states[0])

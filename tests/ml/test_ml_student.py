@@ -87,6 +87,30 @@ def test_missing_modalities_are_masked_out(tiny_cfg):
     assert not torch.allclose(with_video, base, atol=1e-4)
 
 
+def test_media_streams_never_trained_are_ignored(tiny_cfg):
+    """A model trained on typed answers only must grade a photo from its OCR text alone: its
+    image projection never saw data, so the image token would only add noise."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    text_only = StudentModel(replace(tiny_cfg, trained_media=[])).eval()
+    b = random_batch(tiny_cfg)
+    base = text_only(b).h
+    b.image_mask = torch.ones(3, dtype=torch.bool)
+    b.video_mask[:, :2] = True
+    assert torch.allclose(text_only(b).h, base, atol=1e-6)
+    with_image = StudentModel(replace(tiny_cfg, trained_media=["image"]))
+    with_image.load_state_dict(text_only.state_dict())
+    assert not torch.allclose(with_image.eval()(b).h, base, atol=1e-4)
+
+
+def test_training_records_the_media_it_saw():
+    encoder = HashingTextEncoder(16)
+    cfg = student_config_for(encoder, image_dim=8, **TINY)
+    model, _, _ = train_student(load_corpus()[:6], encoder, TrainConfig(epochs=1), cfg)
+    assert model.cfg.trained_media == []
+
+
 @pytest.fixture(scope="module")
 def trained() -> FeedbackModel:
     examples = load_corpus()
