@@ -23,6 +23,7 @@ import torch
 from ml import feedback
 from ml.errors import ModelNotFoundError
 from ml.features import Featurizer, FeedbackMemory, MediaEncoder, feedback_masks
+from ml.models.cross import CrossEncoderGrader, context_of
 from ml.models.encoders import TextEncoder, text_encoder_from_spec
 from ml.models.student import StudentModel
 from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
@@ -41,11 +42,14 @@ class FeedbackModel:
         featurizer: Featurizer,
         name: str = "student",
         device: str | torch.device = "cpu",
+        cross: CrossEncoderGrader | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.featurizer = featurizer
         self.name = name
+        # Optional cross-encoder whose verdict/score are mixed with the student's.
+        self.cross = cross.to(self.device).eval() if cross is not None else None
         self.decoding = "mbr"  # or "argmax": how the generator picks among stored feedback
 
     # ------------------------------------------------------------------ persistence
@@ -53,6 +57,8 @@ class FeedbackModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save(directory)
+        if self.cross is not None:
+            self.cross.save(directory)
         if self.featurizer.memory is not None:
             self.featurizer.memory.save(directory)
         media = self.featurizer.media
@@ -94,7 +100,10 @@ class FeedbackModel:
         memory = FeedbackMemory.load(directory) if (directory / "memory.json").is_file() else None
         student = StudentModel.load(directory, device)
         featurizer = Featurizer(encoder, memory, media, student.cfg.image_dim)
-        return cls(student, featurizer, meta.get("name", directory.name), device)
+        cross = None
+        if (directory / "cross" / "cross_config.json").is_file():
+            cross = CrossEncoderGrader.load(directory, device)
+        return cls(student, featurizer, meta.get("name", directory.name), device, cross)
 
     # ------------------------------------------------------------------ prediction
     def predict(self, request: FeedbackRequest) -> FeedbackResult:
@@ -108,6 +117,8 @@ class FeedbackModel:
         out = self.model(feats.batch.to(self.device))
         verdict_p = out.verdict_logits.softmax(-1).cpu()  # [B, 3]
         score = out.score.cpu()  # [B]
+        if self.cross is not None:
+            verdict_p, score = self._mix_cross(verdict_p, score, feats.answer_texts, requests)
         conf = torch.sigmoid(out.confidence_logit).cpu()  # [B]
         cover = torch.sigmoid(out.crit_logits).cpu()  # [B, C]
         core = self._retrieve(out.h, feats, requests)
@@ -155,6 +166,31 @@ class FeedbackModel:
                 )
             )
         return results
+
+    def _mix_cross(
+        self,
+        verdict_p: torch.Tensor,  # [B, 3]
+        score: torch.Tensor,  # [B]
+        answers: list[str],
+        requests: list[FeedbackRequest],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Product of experts over verdicts, weighted mean of scores; answers with no text (an
+        image without readable writing) keep the student's grade."""
+        assert self.cross is not None
+        rows = [i for i, t in enumerate(answers) if t.strip()]
+        if not rows:
+            return verdict_p, score
+        logp, cross_score = self.cross.predict(
+            [context_of(requests[i].question, requests[i].reference_answer) for i in rows],
+            [answers[i] for i in rows],
+        )
+        w = self.cross.cfg.weight
+        idx = torch.tensor(rows)
+        verdict_p, score = verdict_p.clone(), score.clone()
+        mixed = (1 - w) * verdict_p[idx].clamp_min(1e-8).log() + w * logp
+        verdict_p[idx] = mixed.softmax(-1)
+        score[idx] = (1 - w) * score[idx] + w * cross_score
+        return verdict_p, score
 
     def _retrieve(
         self, h: torch.Tensor, feats, requests: list[FeedbackRequest]

