@@ -62,3 +62,25 @@ def test_cli_distill_export_evaluate(tmp_path, saf_root, monkeypatch):
     data = json.loads(res.output[res.output.index("{") :])
     assert data["unseen_answers"]["de"]["n"] == 271
     assert 0 <= data["unseen_answers"]["de"]["accuracy"] <= 100
+
+
+@pytest.mark.slow
+def test_cli_build_default_corpus_only(tmp_path):
+    """The `make model` path (corpus only, 2 epochs): a format-3 MiniLM model is built,
+    registered as active, loads and grades a typed answer."""
+    from ml.data import load_corpus
+    from ml.inference import FORMAT_VERSION, FeedbackModel
+
+    out, reg = tmp_path / "default", tmp_path / "registry"
+    res = CliRunner().invoke(
+        ml_group,
+        ["build-default", "--no-saf", "--epochs", "2", "--out", str(out), "--registry", str(reg)],
+    )
+    assert res.exit_code == 0, res.output
+    assert ModelRegistry(reg).active() == "v0001"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION and meta["text_encoder"]["kind"] == "minilm"
+    model = FeedbackModel.load(ModelRegistry(reg).active_path())
+    assert model.model.cfg.trained_media == [] and model.cross is None
+    (result,) = model.predict_batch([load_corpus()[0].to_request(with_learner=False)])
+    assert 0 <= result.score <= result.max_score and result.feedback
