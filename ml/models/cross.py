@@ -59,16 +59,19 @@ class CrossEncoderGrader(nn.Module):
         self.head = nn.Linear(int(encoder.config.hidden_size), 3 + 1)
 
     @classmethod
-    def from_pretrained(cls, cfg: CrossConfig, device: str | torch.device = "cpu"):
+    def _from_dir(cls, path: str | Path, cfg: CrossConfig) -> CrossEncoderGrader:
+        """Encoder + tokenizer from a local directory, with a fresh head."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
-        base = cfg.base or minilm_path()
-        if not Path(base).is_dir():
-            raise ModelNotFoundError(f"cross-encoder base not found at {base}")
-        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
-        enc = AutoModel.from_pretrained(base, local_files_only=True)
-        return cls(enc, tok, cfg).to(device)
+        if not Path(path).is_dir():
+            raise ModelNotFoundError(f"cross-encoder not found at {path}")
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return cls(AutoModel.from_pretrained(path, local_files_only=True), tok, cfg)
+
+    @classmethod
+    def from_pretrained(cls, cfg: CrossConfig, device: str | torch.device = "cpu"):
+        return cls._from_dir(cfg.base or minilm_path(), cfg).to(device)
 
     @property
     def device(self) -> torch.device:
@@ -116,14 +119,9 @@ class CrossEncoderGrader(nn.Module):
 
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "cpu") -> CrossEncoderGrader:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-
         directory = Path(directory) / "cross"
         cfg = CrossConfig(**json.loads((directory / "cross_config.json").read_text()))
-        tok = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        enc = AutoModel.from_pretrained(directory, local_files_only=True)
-        model = cls(enc, tok, cfg)
+        model = cls._from_dir(directory, cfg)
         head = torch.load(directory / "head.pt", map_location="cpu", weights_only=True)
         model.head.load_state_dict(head)
         return model.to(device).eval()
