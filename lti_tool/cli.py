@@ -204,6 +204,57 @@ def export_training_data(out_dir: Path, platform_id: int | None, since: object) 
     )
 
 
+@main.command("label-with-teacher")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Training JSONL, e.g. the reviewed.jsonl export-training-data writes.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--response-format",
+    type=click.Choice(["json_schema", "json_object", "none"]),
+    default="json_schema",
+    show_default=True,
+    help="How the endpoint is asked for JSON (servers differ; see ml/teacher/openai_compat.py).",
+)
+@click.option("--limit", type=int, default=None, help="Label only the first N answers.")
+def label_with_teacher(data_path: Path, out: Path, response_format: str, limit: int | None) -> None:
+    """Label training answers with the teacher endpoint set on the admin page.
+
+    The privacy settings decide which parts of each task reach the endpoint; the labels
+    (JSONL) feed ``marginalia ml distill --teacher-labels``.
+    """
+    from lti_tool.services import settings_store
+    from ml.data.examples import load_jsonl
+    from ml.errors import MLError
+    from ml.teacher.openai_compat import OpenAICompatibleTeacher, label_to_file
+
+    with _app().app_context():
+        endpoint = settings_store.teacher_endpoint()
+        shares = frozenset(settings_store.privacy().teacher_shares)
+    if not endpoint.configured:
+        raise click.ClickException("No teacher endpoint is set (admin page: Teacher).")
+    try:
+        teacher = OpenAICompatibleTeacher(
+            endpoint.url or "",
+            endpoint.model or "",
+            api_key=endpoint.api_key,
+            response_format=response_format,  # type: ignore[arg-type]
+            shares=shares,
+        )
+        examples = load_jsonl(data_path)[:limit]
+        report = label_to_file(teacher, examples, out)
+    except MLError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{report['labelled']} answers labelled, {report['unparseable']} unparseable replies"
+        f" skipped; written to {out}"
+    )
+
+
 # -- processes ------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1")

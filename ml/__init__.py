@@ -9,6 +9,7 @@ Exceptions::
      +-- ModelNotFoundError    (no model directory / registry version)
      +-- DatasetError          (a data file that cannot be parsed)
      +-- TeacherError          (a teacher endpoint or checkpoint failed)
+          +-- TeacherReplyError (the teacher answered, but not in the expected form)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ml.baseline import BaselineFeedbackModel
-from ml.errors import DatasetError, MLError, ModelNotFoundError, TeacherError
+from ml.errors import DatasetError, MLError, ModelNotFoundError, TeacherError, TeacherReplyError
 from ml.types import (
     CriterionAssessment,
     FeedbackRequest,
@@ -41,6 +42,7 @@ __all__ = [
     "ModelNotFoundError",
     "RubricCriterion",
     "TeacherError",
+    "TeacherReplyError",
     "Verdict",
 ]
 

@@ -5,6 +5,7 @@
     marginalia ml evaluate --model runs/saf --suite all --out runs/saf/eval.json
     marginalia ml export --model runs/saf --registry var/models --activate
     marginalia ml finetune-teacher ...  (see ml/teacher/smollm.py)
+    marginalia ml label --endpoint http://127.0.0.1:8000/v1 --teacher-model M --out labels.jsonl
 
 Heavy imports (torch) happen inside the commands so the group itself imports fast.
 """
@@ -197,6 +198,50 @@ def finetune_teacher(
         write_labels(teacher.label(subset, generate=generate), label_out)
     (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     click.echo(json.dumps({k: v for k, v in metrics.items() if k != "loss"}, indent=2))
+
+
+@ml_group.command("label")
+@click.option("--data", multiple=True, default=("saf:en", "saf:de"), show_default=True)
+@click.option("--endpoint", required=True, help="OpenAI-compatible base URL, e.g. .../v1")
+@click.option("--teacher-model", required=True, help="model name the endpoint serves")
+@click.option(
+    "--api-key-env",
+    default="MARGINALIA_TEACHER_API_KEY",
+    show_default=True,
+    help="environment variable holding the API key (never passed on the command line)",
+)
+@click.option(
+    "--response-format",
+    type=click.Choice(["json_schema", "json_object", "none"]),
+    default="json_schema",
+    show_default=True,
+)
+@click.option("--logprobs/--no-logprobs", default=True, help="soft verdict labels from log-probs")
+@click.option("--limit", type=int, default=None, help="label a random N examples")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def label(data, endpoint, teacher_model, api_key_env, response_format, logprobs, limit, out):
+    """Label examples with an endpoint teacher; writes JSONL for ``distill --teacher-labels``.
+
+    Answers the teacher cannot grade (an unparseable reply) are skipped and counted; an
+    unreachable endpoint stops the run with the labels written so far kept."""
+    import os
+    import random
+
+    from ml.recipes import load_sources
+    from ml.teacher.openai_compat import OpenAICompatibleTeacher, label_to_file
+
+    examples = load_sources(list(data))
+    if limit and limit < len(examples):
+        examples = random.Random(1).sample(examples, limit)
+    teacher = OpenAICompatibleTeacher(
+        endpoint,
+        teacher_model,
+        api_key=os.environ.get(api_key_env) or None,
+        response_format=response_format,
+        logprobs=logprobs,
+    )
+    report = label_to_file(teacher, examples, out)
+    click.echo(json.dumps(report | {"out": str(out)}))
 
 
 @ml_group.command("export")

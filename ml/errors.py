@@ -15,3 +15,7 @@ class DatasetError(MLError):
 
 class TeacherError(MLError):
     """A teacher model or endpoint failed to produce labels."""
+
+
+class TeacherReplyError(TeacherError):
+    """The teacher answered, but not in the expected form (no JSON, unknown verdict)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis as redis_lib
+from click.testing import CliRunner
 from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -106,3 +107,14 @@ def client(app: Flask) -> FlaskClient:
             g.pop(name)
 
     return app.test_client()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> CliRunner:
+    """The ``marginalia`` command line, configured (by environment) for the test services."""
+    monkeypatch.setenv("MARGINALIA_MODE", "test")
+    monkeypatch.setenv("MARGINALIA_SECRET_KEY", settings.secret_key.get_secret_value())
+    monkeypatch.setenv("MARGINALIA_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("MARGINALIA_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("MARGINALIA_REDIS_KEY_PREFIX", settings.redis_key_prefix)
+    return CliRunner()

@@ -1,19 +1,8 @@
 from __future__ import annotations
 
-import pytest
 from click.testing import CliRunner
 
 from lti_tool.cli import main
-
-
-@pytest.fixture
-def runner(monkeypatch, settings):
-    monkeypatch.setenv("MARGINALIA_MODE", "test")
-    monkeypatch.setenv("MARGINALIA_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("MARGINALIA_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MARGINALIA_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("MARGINALIA_REDIS_KEY_PREFIX", settings.redis_key_prefix)
-    return CliRunner()
 
 
 def test_platform_add_list_disable(app, runner):

@@ -6,7 +6,6 @@ import io
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from lti_tool.cli import main
@@ -95,12 +94,8 @@ def test_only_reviewed_released_answers_are_exported_with_the_instructors_labels
         assert secret not in text
 
 
-def test_cli_writes_the_export(rows, tmp_path, monkeypatch, settings):
-    monkeypatch.setenv("MARGINALIA_MODE", "test")
-    monkeypatch.setenv("MARGINALIA_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("MARGINALIA_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MARGINALIA_REDIS_URL", settings.redis_url)
+def test_cli_writes_the_export(rows, tmp_path, monkeypatch, runner):
     monkeypatch.setenv("MARGINALIA_STORAGE_DIR", str(tmp_path / "uploads"))
-    result = CliRunner().invoke(main, ["export-training-data", "--out", str(tmp_path / "cli")])
+    result = runner.invoke(main, ["export-training-data", "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     assert "1 reviewed answers and 1 files" in result.output
