@@ -88,6 +88,12 @@ def distill(config_path, data, teacher_labels, epochs, encoder, out: Path) -> No
 @click.option("--languages", default="en,de")
 @click.option("--folds", type=int, default=3)
 @click.option("--bertscore/--no-bertscore", default=True)
+@click.option(
+    "--graded-per-question",
+    type=int,
+    default=0,
+    help="cv: grade held-out questions after this many instructor-graded answers each",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None)
 @click.option(
     "--sample-ids",
@@ -96,7 +102,14 @@ def distill(config_path, data, teacher_labels, epochs, encoder, out: Path) -> No
     help="JSON with 'unseen_answers_sample_ids' (the teacher's sample) to restrict unseen answers",
 )
 def evaluate(
-    model_path: str, suite: str, languages: str, folds: int, bertscore: bool, out, sample_ids
+    model_path: str,
+    suite: str,
+    languages: str,
+    folds: int,
+    bertscore: bool,
+    graded_per_question: int,
+    out,
+    sample_ids,
 ) -> None:
     """SAF unseen answers and/or question-level CV; prints JSON, writes it to --out."""
     from ml.evaluate import ANCHOR_MBART_DE, saf_question_cv, saf_unseen_answers
@@ -133,7 +146,9 @@ def evaluate(
             ids = set(json.loads(sample_ids.read_text())["unseen_answers_sample_ids"])
         results["unseen_answers"] = saf_unseen_answers(model, langs, ids, **kw)
     if suite in ("cv", "all"):
-        results["question_cv"] = saf_question_cv(train_fn, langs, folds, **kw)
+        results["question_cv"] = saf_question_cv(
+            train_fn, langs, folds, graded_per_question=graded_per_question, **kw
+        )
     if model_path != "baseline":
         save_encoder_cache(encoder)
     text = json.dumps(results, indent=2)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ml.data.examples import Example
 from ml.data.saf import load_saf
 from ml.metrics import score_metrics, text_metrics, verdict_metrics
-from ml.types import FeedbackRequest, FeedbackResult
+from ml.types import FeedbackRequest, FeedbackResult, GradedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,15 @@ def evaluate_examples(
     *,
     batch_size: int = 32,
     bertscore_model: str | None = None,
+    graded: dict[str, tuple[GradedAnswer, ...]] | None = None,
 ) -> dict[str, Any]:
+    """``graded``: question id -> answers the instructor already graded, sent with requests."""
     preds: list[FeedbackResult] = []
     t0 = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         reqs = [e.to_request(with_learner=False) for e in examples[i : i + batch_size]]
+        if graded:
+            reqs = [replace(r, graded=graded.get(r.question_id or "", ())) for r in reqs]
         preds.extend(model.predict_batch(reqs))
     elapsed = time.perf_counter() - t0
     out: dict[str, Any] = {"n": len(examples)}
@@ -89,13 +95,40 @@ def question_folds(examples: list[Example], k: int) -> list[tuple[list[Example],
     return folds
 
 
+def first_reviews(
+    examples: list[Example], k: int, seed: int
+) -> tuple[dict[str, tuple[GradedAnswer, ...]], list[Example]]:
+    """Per question, ``k`` random answers play the instructor's first reviews of a new activity;
+    returns them (question id -> graded answers) and the remaining answers to grade."""
+    rng = random.Random(seed)
+    by_question: dict[str, list[Example]] = {}
+    for e in examples:
+        by_question.setdefault(e.question_id, []).append(e)
+    graded: dict[str, tuple[GradedAnswer, ...]] = {}
+    rest: list[Example] = []
+    for qid, answers in sorted(by_question.items()):
+        answers = answers[:]
+        rng.shuffle(answers)
+        graded[qid] = tuple(
+            GradedAnswer(e.answer_text, e.score_fraction, e.verdict) for e in answers[:k]
+        )
+        rest += answers[k:]
+    return graded, rest
+
+
 def saf_question_cv(
     train_fn: Callable[[list[Example]], Predictor],
     languages: tuple[str, ...] = ("en", "de"),
     k: int = 3,
+    graded_per_question: int = 0,
+    repeats: int = 3,
     **kw: Any,
 ) -> dict[str, Any]:
-    """Train on SAF training minus the held-out questions (both languages), test on them."""
+    """Train on SAF training minus the held-out questions (both languages), test on them.
+
+    ``graded_per_question`` > 0: the held-out questions are new activities after the
+    instructor's first reviews - that many answers per question (``repeats`` random draws) are
+    sent with the requests as graded answers, and the rest are scored."""
     data = {lang: load_saf("training", lang) for lang in languages}
     results: dict[str, Any] = {}
     per_lang_preds: dict[str, list[dict[str, Any]]] = {lang: [] for lang in languages}
@@ -109,12 +142,20 @@ def saf_question_cv(
         log.info("fold %d: training on %d answers", f, len(train))
         model = train_fn(train)
         for lang in languages:
-            per_lang_preds[lang].append(evaluate_examples(model, tests[lang], **kw))
+            if not graded_per_question:
+                per_lang_preds[lang].append(evaluate_examples(model, tests[lang], **kw))
+                continue
+            for seed in range(repeats):
+                graded, rest = first_reviews(tests[lang], graded_per_question, seed)
+                per_lang_preds[lang].append(evaluate_examples(model, rest, graded=graded, **kw))
+    draws = repeats if graded_per_question else 1
     for lang, folds in per_lang_preds.items():
         n = sum(r["n"] for r in folds)
         keys = [key for key in folds[0] if key != "n"]
-        # Answer-weighted mean over folds.
+        # Answer-weighted mean over folds (and draws).
         results[lang] = {key: round(sum(r[key] * r["n"] for r in folds) / n, 4) for key in keys}
-        results[lang]["n"] = n
+        results[lang]["n"] = n // draws
         results[lang]["folds"] = k
+        if graded_per_question:
+            results[lang] |= {"graded_per_question": graded_per_question, "draws": draws}
     return results

@@ -104,32 +104,42 @@ class FeedbackMemory:
         tensors = torch.load(directory / "memory.pt", weights_only=True)
         return cls(**meta, **tensors)
 
-    def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
-        """kNN statistics over same-question graded answers: [MEMORY_DIM] (zeros if none)."""
-        out = torch.zeros(MEMORY_DIM)
-        if question_id is None or len(self) == 0:
-            return out
-        idx = [
+    def rows(self, question_id: str | None, exclude: str | None = None) -> list[int]:
+        """Indices of the graded answers to ``question_id`` (without the one ``exclude`` names)."""
+        if question_id is None:
+            return []
+        return [
             i
             for i, (q, k) in enumerate(zip(self.question_ids, self.ids, strict=True))
             if q == question_id and k != exclude
         ]
-        if not idx:
-            return out
-        sel = torch.tensor(idx)
-        sims = self.answers[sel] @ answer  # [n]
-        top = sims.topk(min(10, len(idx)))
-        w = (top.values / 0.05).softmax(0)  # [k]
-        verdict_dist = (
-            w[:, None] * torch.nn.functional.one_hot(self.verdicts[sel][top.indices], 3)
-        ).sum(0)
-        out[0] = 1.0
-        out[1] = (w * self.scores[sel][top.indices]).sum()
-        out[2:5] = verdict_dist
-        out[5] = top.values[0]
-        out[6] = top.values[:5].mean()
-        out[7] = math.log1p(len(idx)) / 5
+
+    def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
+        """kNN statistics over same-question graded answers: [MEMORY_DIM] (zeros if none)."""
+        sel = torch.tensor(self.rows(question_id, exclude), dtype=torch.long)
+        return knn_stats(answer, self.answers[sel], self.verdicts[sel], self.scores[sel])
+
+
+def knn_stats(answer: Tensor, answers: Tensor, verdicts: Tensor, scores: Tensor) -> Tensor:
+    """Statistics of one answer's nearest graded answers to the same question: [MEMORY_DIM].
+
+    answer [D]; answers [n, D] (L2-normalised); verdicts [n] (index into VERDICTS); scores [n].
+    Zeros when n == 0; slot 7 carries how many there are, so a model can weigh few of them."""
+    out = torch.zeros(MEMORY_DIM)
+    n = answers.shape[0]
+    if n == 0:
         return out
+    sims = answers @ answer  # [n]
+    top = sims.topk(min(10, n))
+    w = (top.values / 0.05).softmax(0)  # [k]
+    verdict_dist = (w[:, None] * torch.nn.functional.one_hot(verdicts[top.indices], 3)).sum(0)
+    out[0] = 1.0
+    out[1] = (w * scores[top.indices]).sum()
+    out[2:5] = verdict_dist
+    out[5] = top.values[0]
+    out[6] = top.values[:5].mean()
+    out[7] = math.log1p(n) / 5
+    return out
 
 
 def _max_cos(x: Tensor, y: Tensor) -> Tensor:
@@ -304,11 +314,7 @@ class Featurizer:
             video[i, : v.shape[0]] = v
             video_mask[i, : v.shape[0]] = True
         z = torch.stack([learner_vector(r) for r in requests])  # [B, LEARNER_DIM]
-        memory = torch.zeros(B, MEMORY_DIM)
-        if self.memory is not None:
-            for i, r in enumerate(requests):
-                ex = exclude_ids[i] if exclude_ids else None
-                memory[i] = self.memory.stats(a[i], r.question_id, ex)
+        memory = self._memory_stats(requests, a, exclude_ids)
         memory_mask = memory[:, 0] > 0
         lex = torch.tensor(
             [
@@ -396,6 +402,40 @@ class Featurizer:
             crit_qi=crit_qi,
         )
         return Featurized(batch, answers, sents, evidence)
+
+    def _memory_stats(
+        self, requests: list[FeedbackRequest], a: Tensor, exclude_ids: list[str | None] | None
+    ) -> Tensor:
+        """kNN statistics over the model's graded answers to each request's question plus the
+        ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]."""
+        graded = [g for r in requests for g in r.graded]
+        g_emb = self.encoder.encode([g.answer_text for g in graded]) if graded else None
+        out = torch.zeros(len(requests), MEMORY_DIM)
+        g0 = 0
+        for i, r in enumerate(requests):
+            mem = self.memory
+            ex = exclude_ids[i] if exclude_ids else None
+            if not r.graded:
+                if mem is not None:
+                    out[i] = mem.stats(a[i], r.question_id, ex)
+                continue
+            parts = []
+            rows = mem.rows(r.question_id, ex) if mem is not None else []
+            if mem is not None and rows:
+                sel = torch.tensor(rows, dtype=torch.long)
+                parts.append((mem.answers[sel], mem.verdicts[sel], mem.scores[sel]))
+            n = len(r.graded)
+            assert g_emb is not None
+            parts.append(
+                (
+                    g_emb[g0 : g0 + n],
+                    torch.tensor([g.verdict.index for g in r.graded], dtype=torch.long),
+                    torch.tensor([g.score for g in r.graded], dtype=torch.float),
+                )
+            )
+            g0 += n
+            out[i] = knn_stats(a[i], *(torch.cat(t) for t in zip(*parts, strict=True)))
+        return out
 
 
 def feedback_masks(

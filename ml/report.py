@@ -39,7 +39,10 @@ def table(files: list[Path]) -> str:
         for suite, label in SUITES.items():
             for lang, r in data.get(suite, {}).items():
                 cells = " | ".join(fmt(r.get(k), k) for k, _ in COLUMNS)
-                lines.append(f"| {data['model']} | {label} | {lang} | {r['n']} | {cells} |")
+                split = label
+                if r.get("graded_per_question"):
+                    split = f"{label}, {r['graded_per_question']} graded per question"
+                lines.append(f"| {data['model']} | {split} | {lang} | {r['n']} | {cells} |")
     return "\n".join(lines)
 
 

@@ -69,6 +69,15 @@ class LearnerFeatures:
 
 
 @dataclass(frozen=True)
+class GradedAnswer:
+    """Another answer to the same question that an instructor has already graded."""
+
+    answer_text: str
+    score: float  # normalised 0..1
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
 class FeedbackRequest:
     """Everything a model needs to grade one submission. No names, no e-mails."""
 
@@ -83,6 +92,10 @@ class FeedbackRequest:
     language: str = "en"
     # Stable id of the question (activity) so models can use graded answers to the same question.
     question_id: str | None = None
+    # Answers to this question the instructor has graded (e.g. the first reviews of a new
+    # activity): evidence for the grade, as the graded answers a model was trained with are.
+    # Their feedback is never shown to anyone else.
+    graded: tuple[GradedAnswer, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_score <= 0:
@@ -90,6 +103,7 @@ class FeedbackRequest:
         # Lists are accepted for convenience and stored as tuples (hashable, immutable).
         object.__setattr__(self, "rubric", tuple(self.rubric))
         object.__setattr__(self, "image_paths", tuple(self.image_paths))
+        object.__setattr__(self, "graded", tuple(self.graded))
 
     @property
     def feedback_language(self) -> str:

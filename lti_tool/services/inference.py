@@ -40,7 +40,14 @@ from lti_tool.services import dispatch, settings_store, submissions
 from lti_tool.services.activities import settings_of
 from lti_tool.services.errors import MarginaliaError
 from lti_tool.services.settings_store import ModelSettings
-from ml.types import FeedbackRequest, FeedbackResult, LearnerFeatures, RubricCriterion
+from ml.types import (
+    FeedbackRequest,
+    FeedbackResult,
+    GradedAnswer,
+    LearnerFeatures,
+    RubricCriterion,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +227,8 @@ def learner_features(submission: Submission, language: str) -> LearnerFeatures:
     )
 
 
-def build_request(submission: Submission) -> FeedbackRequest:
+def build_request(submission: Submission, *, with_reviews: bool = True) -> FeedbackRequest:
+    """``with_reviews``: send the instructor's reviews of this activity as graded answers."""
     activity = submission.activity
     language = _language(submission)
     rubric = tuple(
@@ -245,7 +253,49 @@ def build_request(submission: Submission) -> FeedbackRequest:
         learner=learner_features(submission, language),
         language=language,
         question_id=activity.public_id,
+        graded=instructor_reviews(submission) if with_reviews else (),
     )
+
+
+# Newest reviews only: enough evidence for the kNN statistics, bounded work per request.
+MAX_REVIEWS_AS_EVIDENCE = 50
+
+
+def final_verdict(submission: Submission) -> Verdict:
+    """The model's verdict, unless the instructor changed the score: then the score decides."""
+    if submission.instructor_score is None and submission.verdict:
+        return Verdict.parse(submission.verdict)
+    fraction = float(submission.score or 0) / (float(submission.activity.max_score) or 1.0)
+    if fraction >= 0.999:
+        return Verdict.CORRECT
+    return Verdict.INCORRECT if fraction <= 0.001 else Verdict.PARTIALLY_CORRECT
+
+
+def instructor_reviews(submission: Submission) -> tuple[GradedAnswer, ...]:
+    """Other answers to the same activity that an instructor reviewed, as graded answers.
+
+    They are the model's evidence for a new activity (its first reviews improve the grades of
+    the rest). Only the answer text and the reviewed score travel - never the instructor's
+    feedback, which may address one student - and only within this activity.
+    """
+    rows = db.session.scalars(
+        select(Submission)
+        .where(
+            Submission.activity_id == submission.activity_id,
+            Submission.reviewed_by_id.is_not(None),
+            Submission.id != submission.id,
+        )
+        .order_by(Submission.updated_at.desc(), Submission.id.desc())
+        .limit(MAX_REVIEWS_AS_EVIDENCE)
+    )
+    max_score = float(submission.activity.max_score) or 1.0
+    out = []
+    for row in rows:
+        text = (row.answer_text or row.extracted_text or "").strip()
+        if text and row.score is not None:
+            fraction = min(1.0, max(0.0, float(row.score) / max_score))
+            out.append(GradedAnswer(text, fraction, final_verdict(row)))
+    return tuple(out)
 
 
 # -- claiming --------------------------------------------------------------------------------

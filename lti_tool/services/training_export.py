@@ -19,7 +19,6 @@ from lti_tool.models import Activity, Deployment, Submission, SubmissionStatus
 from lti_tool.services import inference
 from lti_tool.services.storage import get_storage
 from ml.data import Example, write_jsonl
-from ml.types import Verdict
 
 SOURCE = "marginalia-reviewed"
 
@@ -29,16 +28,6 @@ class ExportReport:
     path: Path
     examples: int
     files: int
-
-
-def _verdict(submission: Submission) -> Verdict:
-    """The model's verdict, unless the instructor changed the score: then the score decides."""
-    if submission.instructor_score is None and submission.verdict:
-        return Verdict.parse(submission.verdict)
-    fraction = float(submission.score or 0) / (float(submission.activity.max_score) or 1.0)
-    if fraction >= 0.999:
-        return Verdict.CORRECT
-    return Verdict.INCORRECT if fraction <= 0.001 else Verdict.PARTIALLY_CORRECT
 
 
 def reviewed_submissions(
@@ -71,7 +60,7 @@ def export(
     examples: list[Example] = []
     copied = 0
     for submission in reviewed_submissions(platform_id=platform_id, since=since):
-        request = inference.build_request(submission)
+        request = inference.build_request(submission, with_reviews=False)
         media: list[str] = []
         for n, file in enumerate(submission.files):
             relative = Path("media") / submission.public_id / f"{n}{Path(file.storage_key).suffix}"
@@ -91,7 +80,7 @@ def export(
                 reference_answer=request.reference_answer,
                 answer_text=request.answer_text,
                 score=float(submission.score or 0),
-                verdict=_verdict(submission),
+                verdict=inference.final_verdict(submission),
                 feedback=submission.feedback or "",
                 language=request.language,
                 max_score=request.max_score,
