@@ -21,7 +21,7 @@ from ml.data.examples import Example
 from ml.feedback import language_of
 from ml.models.encoders import TextEncoder
 from ml.models.student import StudentBatch
-from ml.types import VERDICTS, FeedbackRequest
+from ml.types import VERDICTS, FeedbackRequest, GradedAnswer
 
 LEARNER_DIM = 15
 MEMORY_DIM = 8
@@ -408,10 +408,9 @@ class Featurizer:
     ) -> Tensor:
         """kNN statistics over the model's graded answers to each request's question plus the
         ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]."""
-        graded = [g for r in requests for g in r.graded]
-        g_emb = self.encoder.encode([g.answer_text for g in graded]) if graded else None
+        # Requests of one activity share their graded answers: build that evidence once.
+        evidence: dict[tuple[GradedAnswer, ...], tuple[Tensor, Tensor, Tensor]] = {}
         out = torch.zeros(len(requests), MEMORY_DIM)
-        g0 = 0
         for i, r in enumerate(requests):
             mem = self.memory
             ex = exclude_ids[i] if exclude_ids else None
@@ -419,21 +418,17 @@ class Featurizer:
                 if mem is not None:
                     out[i] = mem.stats(a[i], r.question_id, ex)
                 continue
-            parts = []
-            rows = mem.rows(r.question_id, ex) if mem is not None else []
-            if mem is not None and rows:
-                sel = torch.tensor(rows, dtype=torch.long)
-                parts.append((mem.answers[sel], mem.verdicts[sel], mem.scores[sel]))
-            n = len(r.graded)
-            assert g_emb is not None
-            parts.append(
-                (
-                    g_emb[g0 : g0 + n],
+            if r.graded not in evidence:
+                evidence[r.graded] = (
+                    self.encoder.encode([g.answer_text for g in r.graded]),
                     torch.tensor([g.verdict.index for g in r.graded], dtype=torch.long),
                     torch.tensor([g.score for g in r.graded], dtype=torch.float),
                 )
-            )
-            g0 += n
+            parts = [evidence[r.graded]]
+            rows = mem.rows(r.question_id, ex) if mem is not None else []
+            if mem is not None and rows:
+                sel = torch.tensor(rows, dtype=torch.long)
+                parts.insert(0, (mem.answers[sel], mem.verdicts[sel], mem.scores[sel]))
             out[i] = knn_stats(a[i], *(torch.cat(t) for t in zip(*parts, strict=True)))
         return out
 
