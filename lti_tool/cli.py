@@ -9,6 +9,7 @@ import click
 from flask import Flask
 
 from lti_tool.config import Mode, Settings
+from ml.teacher.openai_compat import RESPONSE_FORMATS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -215,7 +216,7 @@ def export_training_data(out_dir: Path, platform_id: int | None, since: object) 
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option(
     "--response-format",
-    type=click.Choice(["json_schema", "json_object", "none"]),
+    type=click.Choice(RESPONSE_FORMATS),
     default="json_schema",
     show_default=True,
     help="How the endpoint is asked for JSON (servers differ; see ml/teacher/openai_compat.py).",

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from ml.teacher.openai_compat import RESPONSE_FORMATS
+
 
 @click.group("ml")
 def ml_group() -> None:
@@ -227,7 +229,7 @@ def finetune_teacher(
 )
 @click.option(
     "--response-format",
-    type=click.Choice(["json_schema", "json_object", "none"]),
+    type=click.Choice(RESPONSE_FORMATS),
     default="json_schema",
     show_default=True,
 )

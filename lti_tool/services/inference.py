@@ -200,8 +200,7 @@ def learner_features(submission: Submission, language: str) -> LearnerFeatures:
         for s in earlier
         if s.status in (SubmissionStatus.GRADED, SubmissionStatus.RELEASED) and s.score is not None
     ]
-    max_score = float(submission.activity.max_score) or 1.0
-    scores = tuple(min(1.0, max(0.0, float(s.score) / max_score)) for s in graded)
+    scores = tuple(score_fraction(s) for s in graded)
     coverage: dict[str, list[float]] = {}
     missed: dict[str, int] = {}
     for s in graded:
@@ -227,9 +226,14 @@ def learner_features(submission: Submission, language: str) -> LearnerFeatures:
     )
 
 
-def build_request(submission: Submission, *, with_reviews: bool = True) -> FeedbackRequest:
-    """``with_reviews``: send the instructor's reviews of this activity as graded answers."""
+def build_request(
+    submission: Submission, reviews: list[tuple[int, GradedAnswer]] | None = None
+) -> FeedbackRequest:
+    """``reviews``: the activity's reviews (``activity_reviews``) when the caller already has
+    them - a batch fetches them once per activity; ``[]`` sends none."""
     activity = submission.activity
+    if reviews is None:
+        reviews = activity_reviews(activity.id)
     language = _language(submission)
     rubric = tuple(
         RubricCriterion(
@@ -253,7 +257,7 @@ def build_request(submission: Submission, *, with_reviews: bool = True) -> Feedb
         learner=learner_features(submission, language),
         language=language,
         question_id=activity.public_id,
-        graded=instructor_reviews(submission) if with_reviews else (),
+        graded=tuple(g for sid, g in reviews if sid != submission.id)[:MAX_REVIEWS_AS_EVIDENCE],
     )
 
 
@@ -261,41 +265,42 @@ def build_request(submission: Submission, *, with_reviews: bool = True) -> Feedb
 MAX_REVIEWS_AS_EVIDENCE = 50
 
 
+def score_fraction(submission: Submission) -> float:
+    """The final score (the instructor's if changed) as a share of the maximum, in 0..1."""
+    max_score = float(submission.activity.max_score) or 1.0
+    return min(1.0, max(0.0, float(submission.score or 0) / max_score))
+
+
 def final_verdict(submission: Submission) -> Verdict:
     """The model's verdict, unless the instructor changed the score: then the score decides."""
     if submission.instructor_score is None and submission.verdict:
         return Verdict.parse(submission.verdict)
-    fraction = float(submission.score or 0) / (float(submission.activity.max_score) or 1.0)
+    fraction = score_fraction(submission)
     if fraction >= 0.999:
         return Verdict.CORRECT
     return Verdict.INCORRECT if fraction <= 0.001 else Verdict.PARTIALLY_CORRECT
 
 
-def instructor_reviews(submission: Submission) -> tuple[GradedAnswer, ...]:
-    """Other answers to the same activity that an instructor reviewed, as graded answers.
+def activity_reviews(activity_id: int) -> list[tuple[int, GradedAnswer]]:
+    """The newest answers to an activity that an instructor reviewed, as (submission id,
+    graded answer); one more than a request carries, as one may be the answer being graded.
 
     They are the model's evidence for a new activity (its first reviews improve the grades of
-    the rest). Only the answer text and the reviewed score travel - never the instructor's
-    feedback, which may address one student - and only within this activity.
+    later answers). Only the answer text and the reviewed score travel - never the
+    instructor's feedback, which may address one student - and only within this activity.
     """
     rows = db.session.scalars(
         select(Submission)
-        .where(
-            Submission.activity_id == submission.activity_id,
-            Submission.reviewed_by_id.is_not(None),
-            Submission.id != submission.id,
-        )
+        .where(Submission.activity_id == activity_id, Submission.reviewed_by_id.is_not(None))
         .order_by(Submission.updated_at.desc(), Submission.id.desc())
-        .limit(MAX_REVIEWS_AS_EVIDENCE)
+        .limit(MAX_REVIEWS_AS_EVIDENCE + 1)
     )
-    max_score = float(submission.activity.max_score) or 1.0
     out = []
     for row in rows:
         text = (row.answer_text or row.extracted_text or "").strip()
         if text and row.score is not None:
-            fraction = min(1.0, max(0.0, float(row.score) / max_score))
-            out.append(GradedAnswer(text, fraction, final_verdict(row)))
-    return tuple(out)
+            out.append((row.id, GradedAnswer(text, score_fraction(row), final_verdict(row))))
+    return out
 
 
 # -- claiming --------------------------------------------------------------------------------
@@ -419,12 +424,16 @@ def grade_batch(first_id: int, *, redelivered: bool = False) -> BatchReport:
     requests: list[FeedbackRequest] = []
     ready: list[int] = []
     failed: list[int] = []
+    reviews: dict[int, list[tuple[int, GradedAnswer]]] = {}  # per activity, fetched once
     for sid in claimed:
         submission = db.session.get(Submission, sid)
         if submission is None:
             continue
         try:
-            requests.append(build_request(submission))
+            activity = submission.activity
+            if activity.id not in reviews:
+                reviews[activity.id] = activity_reviews(activity.id)
+            requests.append(build_request(submission, reviews[activity.id]))
             ready.append(sid)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("submission %s cannot be graded: %s", sid, exc)

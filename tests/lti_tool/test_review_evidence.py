@@ -69,6 +69,6 @@ def test_reviews_of_the_same_activity_become_graded_answers(app, monkeypatch):
         ("For some packets.", 0.5, Verdict.PARTIALLY_CORRECT),
     }  # not itself, not unreviewed, not another activity's
     assert "Spot on" not in repr(graded)  # feedback never travels
-    assert inference.build_request(mine, with_reviews=False).graded == ()
+    assert inference.build_request(mine, reviews=[]).graded == ()
     monkeypatch.setattr(inference, "MAX_REVIEWS_AS_EVIDENCE", 2)
     assert len(inference.build_request(mine).graded) == 2
