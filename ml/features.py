@@ -1,14 +1,16 @@
 """Turns FeedbackRequests into StudentBatch tensors, and the memory of graded answers.
 
 ``FeedbackMemory`` keeps every graded training answer (its embedding, the feedback written for it,
-verdict and score). It gives the student two things: kNN statistics over graded answers to the
-same question (the MEMORY token) and the candidate feedback texts the generator scores.
+verdict and score). It gives the student two things: evidence from the graded answers to the
+same question (kNN statistics and a per-question linear probe, the MEMORY token) and the
+candidate feedback texts the generator scores.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,10 +23,14 @@ from ml.data.examples import Example
 from ml.feedback import language_of
 from ml.models.encoders import TextEncoder
 from ml.models.student import StudentBatch
+from ml.probe import PROBE_DIM, LinearProbe, fit_probe
 from ml.types import VERDICTS, FeedbackRequest, GradedAnswer
 
 LEARNER_DIM = 15
-MEMORY_DIM = 8
+KNN_DIM = 8
+MEMORY_DIM = KNN_DIM + PROBE_DIM  # format 4; earlier formats read the kNN part only
+PROBE_FOLDS = 10  # cross-fitting folds for the probes of training answers
+REVIEW_PROBE_CACHE = 256  # activities whose review probes a featurizer keeps
 LEX_DIM = 4
 CRIT_EXTRA_DIM = 5
 ALIGN_DIM = 7  # token-level alignment answer <-> reference, see ``alignment_vector``
@@ -54,6 +60,10 @@ class FeedbackMemory:
     scores: Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] normalised
     answers: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
     feedback_emb: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
+    # Fitted on demand: (question id, held-out fold or -1 for none) -> probe.
+    _probes: dict[tuple[str, int], LinearProbe | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -115,17 +125,41 @@ class FeedbackMemory:
         ]
 
     def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
-        """kNN statistics over same-question graded answers: [MEMORY_DIM] (zeros if none)."""
+        """Evidence from same-question graded answers: [MEMORY_DIM] (zeros if none)."""
         sel = torch.tensor(self.rows(question_id, exclude), dtype=torch.long)
-        return knn_stats(answer, self.answers[sel], self.verdicts[sel], self.scores[sel])
+        knn = knn_stats(answer, self.answers[sel], self.verdicts[sel], self.scores[sel])
+        return memory_vector(knn, self.probe(question_id, exclude), answer)
+
+    def probe(self, question_id: str | None, exclude: str | None = None) -> LinearProbe | None:
+        """The linear probe of ``question_id``'s graded answers. When ``exclude`` is one of
+        them (a training answer), the probe is cross-fitted: fitted without the fold of
+        ``exclude``, so it never saw that answer - as at inference."""
+        rows = self.rows(question_id)
+        fold = -1
+        if exclude is not None:
+            own = [i for i, k in enumerate(self.ids[r] for r in rows) if k == exclude]
+            fold = own[0] % PROBE_FOLDS if own else -1
+        key = (question_id or "", fold)
+        if key not in self._probes:
+            keep = [r for j, r in enumerate(rows) if fold < 0 or j % PROBE_FOLDS != fold]
+            sel = torch.tensor(keep, dtype=torch.long)
+            self._probes[key] = fit_probe(self.answers[sel], self.verdicts[sel], self.scores[sel])
+        return self._probes[key]
+
+
+def memory_vector(knn: Tensor, probe: LinearProbe | None, answer: Tensor) -> Tensor:
+    """[MEMORY_DIM] = kNN statistics + the probe's verdict probabilities and score (zeros
+    without graded answers)."""
+    probe_part = probe(answer) if probe is not None else torch.zeros(PROBE_DIM)
+    return torch.cat([knn, probe_part])
 
 
 def knn_stats(answer: Tensor, answers: Tensor, verdicts: Tensor, scores: Tensor) -> Tensor:
-    """Statistics of one answer's nearest graded answers to the same question: [MEMORY_DIM].
+    """Statistics of one answer's nearest graded answers to the same question: [KNN_DIM].
 
     answer [D]; answers [n, D] (L2-normalised); verdicts [n] (index into VERDICTS); scores [n].
     Zeros when n == 0; slot 7 carries how many there are, so a model can weigh few of them."""
-    out = torch.zeros(MEMORY_DIM)
+    out = torch.zeros(KNN_DIM)
     n = answers.shape[0]
     if n == 0:
         return out
@@ -278,6 +312,9 @@ class Featurizer:
         self.memory = memory
         self.media = media
         self.image_dim = media.dim if media is not None else image_dim
+        # Probes of instructors' reviews, kept across batches: a worker grades an activity's
+        # submissions in many batches with the same reviews (least recently used dropped).
+        self._review_probes: OrderedDict[tuple, LinearProbe | None] = OrderedDict()
 
     def __call__(
         self,
@@ -406,8 +443,8 @@ class Featurizer:
     def _memory_stats(
         self, requests: list[FeedbackRequest], a: Tensor, exclude_ids: list[str | None] | None
     ) -> Tensor:
-        """kNN statistics over the model's graded answers to each request's question plus the
-        ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]."""
+        """kNN statistics and probe over the model's graded answers to each request's question
+        plus the ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]."""
         # Requests of one activity share their graded answers: build that evidence once.
         evidence: dict[tuple[GradedAnswer, ...], tuple[Tensor, Tensor, Tensor]] = {}
         out = torch.zeros(len(requests), MEMORY_DIM)
@@ -429,8 +466,23 @@ class Featurizer:
             if mem is not None and rows:
                 sel = torch.tensor(rows, dtype=torch.long)
                 parts.insert(0, (mem.answers[sel], mem.verdicts[sel], mem.scores[sel]))
-            out[i] = knn_stats(a[i], *(torch.cat(t) for t in zip(*parts, strict=True)))
+            answers, verdicts, scores = (torch.cat(t) for t in zip(*parts, strict=True))
+            key = (r.question_id if rows else None, ex, r.graded)
+            probe = self._review_probe(key, answers, verdicts, scores)
+            out[i] = memory_vector(knn_stats(a[i], answers, verdicts, scores), probe, a[i])
         return out
+
+    def _review_probe(
+        self, key: tuple, answers: Tensor, verdicts: Tensor, scores: Tensor
+    ) -> LinearProbe | None:
+        cache = self._review_probes
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        probe = cache[key] = fit_probe(answers, verdicts, scores)
+        if len(cache) > REVIEW_PROBE_CACHE:
+            cache.popitem(last=False)
+        return probe
 
 
 def feedback_masks(

@@ -70,7 +70,11 @@ class TextEncoder:
         return torch.stack([self._cache[t] for t in texts])
 
     def save_cache(self, path: Path) -> None:
-        torch.save(self._cache, path)
+        # Write then rename: evaluations run side by side share one cache file.
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save(self._cache, tmp)
+        os.replace(tmp, path)
 
     def load_cache(self, path: Path) -> None:
         if Path(path).is_file():

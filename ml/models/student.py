@@ -15,7 +15,8 @@ Inputs are pre-computed features (``ml.features.Featurizer`` turns requests into
     video          [B, T, D_i]  per-frame image features
     video_mask     [B, T]
     z              [B, D_z]     learner features (``ml.features.LEARNER_DIM``)
-    memory         [B, D_m]     kNN statistics over graded answers to the same question
+    memory         [B, D_m]     evidence from graded answers to the same question: kNN statistics
+                                and a per-question linear probe (format 4; ``ml.probe``)
     memory_mask    [B]
     lex            [B, D_l]     lexical overlap answer/reference (helps where the encoder has [UNK])
     crit           [B, C, D_t]  rubric criterion embeddings
@@ -198,6 +199,8 @@ class StudentModel(nn.Module):
     def forward(self, b: StudentBatch) -> StudentOutput:
         B = b.q.shape[0]
         ones = torch.ones(B, dtype=torch.bool, device=b.q.device)
+        # Older models were trained on a prefix of today's memory evidence (kNN only).
+        memory = b.memory[:, : self.cfg.memory_dim]
         # Video: attention-pool the frames with a learned query (audio is not used).
         frames = self.image_proj(b.video)  # [B, T, d]
         att = (frames @ self.frame_query) / math.sqrt(self.cfg.d_model)  # [B, T]
@@ -221,7 +224,7 @@ class StudentModel(nn.Module):
                 self.image_proj(b.image),
                 video_tok,
                 self.z_proj(b.z),
-                self.mem_proj(b.memory),
+                self.mem_proj(memory),
                 self.lex_proj(b.lex),
             ],
             dim=1,

@@ -1,0 +1,78 @@
+"""Per-question linear probes over the graded answers to one question.
+
+The kNN statistics (``ml.features.knn_stats``) vote with the few nearest graded answers; a linear
+model fitted on all of them learns which directions of the embedding space separate this
+question's correct answers from its partial and wrong ones (a learned, question-specific
+metric). Probes are tiny (one multinomial logistic regression for the verdict, one ridge
+regression for the score, both on the answer embeddings) and are fitted on the fly: once per
+question from the model's memory, once per activity from an instructor's reviews.
+
+The student reads a probe's output as evidence beside the kNN statistics. It must see in
+training what it sees at inference - a probe that never saw the answer it grades - so training
+rows get probes cross-fitted on the other folds of their question (``FeedbackMemory``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PROBE_DIM = 4  # verdict probabilities (3) + score (0..1)
+# Inverse L2 strength (sklearn's C) of the verdict probe and ridge strength of the score probe.
+PROBE_C = 10.0
+RIDGE_ALPHA = 1.0
+MAX_ITER = 60
+
+
+@dataclass(frozen=True)
+class LinearProbe:
+    weight: Tensor  # [D, 3]
+    bias: Tensor  # [3]
+    score_weight: Tensor  # [D]
+    score_bias: float
+
+    def __call__(self, answers: Tensor) -> Tensor:
+        """answers [..., D] -> [..., PROBE_DIM]: verdict probabilities, score clipped to 0..1."""
+        p = (answers @ self.weight + self.bias).softmax(-1)
+        s = (answers @ self.score_weight + self.score_bias).clamp(0.0, 1.0)
+        return torch.cat([p, s[..., None]], -1)
+
+
+def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe | None:
+    """Fit on ``answers`` [n, D] (L2-normalised), ``verdicts`` [n] (index into VERDICTS) and
+    ``scores`` [n] in 0..1; None when there is nothing to fit (n == 0). Deterministic."""
+    n, d = answers.shape
+    if n == 0:
+        return None
+    # Workers predict under inference mode, whose tensors cannot enter autograd: fit on copies.
+    with torch.inference_mode(False), torch.enable_grad():
+        x = answers.detach().float().clone()
+        y = verdicts.detach().long().clone()
+        s = scores.detach().float().clone()
+        # Verdict: minimise sum(log loss) + |W|^2 / (2C), the objective of sklearn's
+        # LogisticRegression(C) (intercept unpenalised), by L-BFGS from zero.
+        w = torch.zeros(d, 3, requires_grad=True)
+        b = torch.zeros(3, requires_grad=True)
+        opt = torch.optim.LBFGS(
+            [w, b], lr=1.0, max_iter=MAX_ITER, line_search_fn="strong_wolfe", tolerance_grad=1e-5
+        )
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            logits = x @ w + b
+            loss = F.cross_entropy(logits, y, reduction="sum") + (w * w).sum() / (2 * PROBE_C)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        w, b = w.detach(), b.detach()
+    # Score: ridge regression with an unpenalised intercept (sklearn's Ridge(alpha)), solved in
+    # its dual form since there are fewer answers than dimensions.
+    x_mean, s_mean = x.mean(0), s.mean()
+    xc = x - x_mean
+    gram = xc @ xc.T + RIDGE_ALPHA * torch.eye(n)
+    sw = xc.T @ torch.linalg.solve(gram, s - s_mean)
+    return LinearProbe(w, b, sw, float(s_mean - x_mean @ sw))

@@ -1,0 +1,132 @@
+"""Per-question linear probes (``ml.probe``): what they fit, and that training answers only ever
+see probes fitted without them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from ml.data import load_corpus
+from ml.features import KNN_DIM, PROBE_FOLDS, Featurizer, FeedbackMemory
+from ml.models.encoders import HashingTextEncoder
+from ml.probe import PROBE_C, RIDGE_ALPHA, fit_probe
+from ml.types import GradedAnswer, Verdict
+
+
+def _data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.normalize(torch.randn(n, 32, generator=g), dim=-1)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return x, y, torch.rand(n, generator=g)
+
+
+def test_probe_fits_the_same_models_as_scikit_learn():
+    x, y, s = _data(60)
+    probe = fit_probe(x, y, s)
+    assert probe is not None
+    test = _data(10, seed=1)[0]
+    out = probe(test)
+    lr = LogisticRegression(C=PROBE_C, max_iter=10_000, tol=1e-10).fit(x.numpy(), y.numpy())
+    np.testing.assert_allclose(out[:, :3].numpy(), lr.predict_proba(test.numpy()), atol=2e-3)
+    ridge = Ridge(alpha=RIDGE_ALPHA).fit(x.numpy(), s.numpy())
+    np.testing.assert_allclose(out[:, 3].numpy(), ridge.predict(test.numpy()).clip(0, 1), atol=1e-4)
+
+
+def test_probe_edge_cases_and_inference_mode():
+    x, y, s = _data(4)
+    assert fit_probe(x[:0], y[:0], s[:0]) is None
+    # One class only: the probe says that class.
+    probe = fit_probe(x, torch.full((4,), 2), s)
+    assert probe is not None and probe(x)[:, 2].min() > 0.9
+    # Workers call the featurizer under inference mode: fitting must still work there.
+    with torch.inference_mode():
+        probe = fit_probe(x.clone(), y.clone(), s.clone())
+    assert probe is not None and torch.allclose(probe(x)[:, :3].sum(-1), torch.ones(4))
+
+
+def test_training_answers_get_probes_cross_fitted_without_them():
+    n = 25
+    x, y, s = _data(n)
+    # Answers to another question are never part of this question's probe.
+    memory = FeedbackMemory(
+        ids=[f"a{i}" for i in range(n)] + ["other"],
+        question_ids=["q"] * n + ["q2"],
+        languages=["en"] * (n + 1),
+        feedback=[""] * (n + 1),
+        verdicts=torch.cat([y, torch.tensor([0])]),
+        scores=torch.cat([s, torch.tensor([1.0])]),
+        answers=torch.cat([x, x[:1]]),
+        feedback_emb=torch.zeros(n + 1, 4),
+    )
+    full = memory.probe("q")
+    ref = fit_probe(x, y, s)
+    assert full is not None and ref is not None and torch.allclose(full.weight, ref.weight)
+    for j in range(n):
+        crossed = memory.probe("q", exclude=f"a{j}")
+        keep = torch.tensor([i for i in range(n) if i % PROBE_FOLDS != j % PROBE_FOLDS])
+        assert j not in keep.tolist()
+        refit = fit_probe(x[keep], y[keep], s[keep])
+        assert crossed is not None and refit is not None
+        assert torch.allclose(crossed.weight, refit.weight)
+        assert not torch.allclose(crossed.weight, full.weight)
+    # Probes are fitted once per (question, fold); an id the memory lacks gets the full probe.
+    assert memory.probe("q", exclude="a0") is memory.probe("q", exclude="a10")
+    assert memory.probe("q", exclude="unknown") is full
+    assert memory.probe(None) is None and memory.probe("nobody") is None
+
+
+def test_memory_evidence_carries_the_probe(make_request):
+    encoder = HashingTextEncoder(48)
+    memory = FeedbackMemory.build(load_corpus(), encoder)  # knows nothing of q-photo
+    featurizer = Featurizer(encoder, memory, None, 8)
+    graded = (
+        GradedAnswer("Only oxygen from the soil.", 0.0, Verdict.INCORRECT),
+        GradedAnswer("Light, water and carbon dioxide.", 1.0, Verdict.CORRECT),
+        GradedAnswer("Water and light from the sun.", 0.5, Verdict.PARTIALLY_CORRECT),
+    )
+    batch = featurizer(
+        [make_request("Only oxygen from the soil."), make_request("Oxygen.", graded=graded)]
+    ).batch
+    assert batch.memory[0].eq(0).all()  # an unknown question without reviews: no evidence
+    probe = batch.memory[1, KNN_DIM:]
+    assert probe[:3].sum() == pytest.approx(1.0, abs=1e-5)
+    assert probe[2] == probe[:3].max()  # closest to the incorrect review
+    assert 0.0 <= float(probe[3]) < 0.5
+    # A worker grades an activity in many batches: its review probe is fitted once.
+    cached = dict(featurizer._review_probes)
+    featurizer([make_request("Light.", graded=graded)])
+    assert len(featurizer._review_probes) == 1
+    assert next(iter(featurizer._review_probes.values())) is next(iter(cached.values()))
+
+
+def test_format_3_model_reads_the_knn_part_of_the_memory(tmp_path):
+    """A model saved before the probe (memory_dim 8) loads and reads the kNN statistics only."""
+    import copy
+    import dataclasses
+    import json
+
+    from ml.inference import FeedbackModel
+    from ml.models.student import StudentModel
+    from ml.train import student_config_for
+
+    encoder = HashingTextEncoder(16)
+    corpus = load_corpus()
+    cfg = student_config_for(encoder, image_dim=8, d_model=32, n_heads=2, n_layers=1)
+    cfg = dataclasses.replace(cfg, memory_dim=KNN_DIM)
+    memory = FeedbackMemory.build(corpus, encoder)
+    FeedbackModel(StudentModel(cfg), Featurizer(encoder, memory, None, 8), "v3").save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps(meta | {"format_version": 3}))
+    loaded = FeedbackModel.load(tmp_path, text_encoder=encoder)
+    assert loaded.model.cfg.memory_dim == KNN_DIM
+    batch = loaded.featurizer([corpus[0].to_request()]).batch
+    assert batch.memory.shape[1] > KNN_DIM and batch.memory[0, KNN_DIM:].abs().sum() > 0
+    knn_only = copy.copy(batch)
+    knn_only.memory = batch.memory[:, :KNN_DIM]
+    with torch.inference_mode():
+        full, prefix = loaded.model(batch), loaded.model(knn_only)
+    assert torch.allclose(full.verdict_logits, prefix.verdict_logits)
+    (res,) = loaded.predict_batch([corpus[0].to_request()])
+    assert 0.0 <= res.score <= corpus[0].max_score
