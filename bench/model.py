@@ -1,6 +1,6 @@
 """Throughput, latency and memory of a feedback model on typed answers.
 
-    python bench/model.py --model runs/saf_v3 --threads 2 --out runs/bench.json [--device cpu]
+    python bench/model.py --model runs/saf_v4 --threads 2 --out runs/bench.json [--device cpu]
         [--graded 50]
 
 Prints a JSON report and writes it to --out. Text-only throughput is measured at batch 32 on SAF

@@ -2,7 +2,7 @@
 
 ``FeedbackMemory`` keeps every graded training answer (its embedding, the feedback written for it,
 verdict and score). It gives the student two things: evidence from the graded answers to the
-same question (kNN statistics and a per-question linear probe, the MEMORY token) and the
+same question (kNN statistics for the MEMORY token, and a per-question linear probe) and the
 candidate feedback texts the generator scores.
 """
 
@@ -28,7 +28,7 @@ from ml.types import VERDICTS, FeedbackRequest, GradedAnswer
 
 LEARNER_DIM = 15
 KNN_DIM = 8
-MEMORY_DIM = KNN_DIM + PROBE_DIM  # format 4; earlier formats read the kNN part only
+MEMORY_DIM = KNN_DIM + PROBE_DIM  # format 4 (the probe follows the kNN statistics)
 PROBE_FOLDS = 10  # cross-fitting folds for the probes of training answers
 REVIEW_PROBE_CACHE = 256  # activities whose review probes a featurizer keeps
 LEX_DIM = 4

@@ -30,8 +30,8 @@ from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackRes
 
 # 2: the student has the question-independent evidence path (StudentConfig.qi_dim > 0).
 # 3: that evidence adds token-level alignment (qi_dim 27); format-2 models read its first 20.
-# 4: the memory evidence adds a per-question linear probe (memory_dim 12); older formats read
-#    its first 8 (the kNN statistics).
+# 4: a per-question linear probe follows the kNN statistics in the memory evidence and reaches
+#    the heads through a residual (StudentConfig.probe_dim); older formats read the kNN part.
 # Format-1 directories still load (their config has no qi_dim, so that path is off).
 FORMAT_VERSION = 4
 SUPPORTED_FORMATS = (1, 2, 3, 4)

@@ -7,9 +7,10 @@ metric). Probes are tiny (one multinomial logistic regression for the verdict, o
 regression for the score, both on the answer embeddings) and are fitted on the fly: once per
 question from the model's memory, once per activity from an instructor's reviews.
 
-The student reads a probe's output as evidence beside the kNN statistics. It must see in
-training what it sees at inference - a probe that never saw the answer it grades - so training
-rows get probes cross-fitted on the other folds of their question (``FeedbackMemory``).
+The student adds a learned function of the probe's output to its verdict and score logits
+(``StudentConfig.probe_dim``). It must see in training what it sees at inference - a probe that
+never saw the answer it grades - so training rows get probes cross-fitted on the other folds of
+their question (``FeedbackMemory.probe``).
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from torch import Tensor
 from ml.data.examples import Example
 from ml.features import (
     CRIT_EXTRA_DIM,
+    KNN_DIM,
     LEARNER_DIM,
     LEX_DIM,
-    MEMORY_DIM,
     QI_DIM,
     Featurizer,
     FeedbackMemory,
@@ -34,6 +34,7 @@ from ml.features import (
 from ml.losses import distillation_loss, soft_cross_entropy, two_hot
 from ml.models.encoders import TextEncoder
 from ml.models.student import StudentConfig, StudentModel
+from ml.probe import PROBE_DIM
 from ml.teacher.labels import TeacherLabel
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ def student_config_for(encoder: TextEncoder, image_dim: int, **overrides) -> Stu
         text_dim=encoder.dim,
         image_dim=image_dim,
         z_dim=LEARNER_DIM,
-        memory_dim=MEMORY_DIM,
+        memory_dim=KNN_DIM,
+        probe_dim=PROBE_DIM,
         lex_dim=LEX_DIM,
         crit_extra_dim=CRIT_EXTRA_DIM,
         **({"qi_dim": QI_DIM, "hide_text_when_unseen": True} | overrides),

@@ -16,7 +16,9 @@ Inputs are pre-computed features (``ml.features.Featurizer`` turns requests into
     video_mask     [B, T]
     z              [B, D_z]     learner features (``ml.features.LEARNER_DIM``)
     memory         [B, D_m]     evidence from graded answers to the same question: kNN statistics
-                                and a per-question linear probe (format 4; ``ml.probe``)
+                                (the MEMORY token), then a per-question linear probe's verdict
+                                probabilities and score (format 4, ``ml.probe``), which reach the
+                                verdict/score logits through a residual
     memory_mask    [B]
     lex            [B, D_l]     lexical overlap answer/reference (helps where the encoder has [UNK])
     crit           [B, C, D_t]  rubric criterion embeddings
@@ -59,6 +61,9 @@ class StudentConfig:
     image_dim: int = 1280  # EfficientNet-Lite0 pooled features
     z_dim: int = 16
     memory_dim: int = 8
+    # Format 4: the per-question probe's numbers that follow the kNN statistics in ``memory``
+    # (0 = none). They go through a residual into the verdict/score logits, not the fusion.
+    probe_dim: int = 0
     lex_dim: int = 4
     crit_extra_dim: int = 5
     d_model: int = 128
@@ -194,12 +199,16 @@ class StudentModel(nn.Module):
                 nn.Linear(d, 3 + cfg.n_score_bins),
             )
             self.crit_residual = nn.Linear(2, 1)
+        if cfg.probe_dim:
+            self.probe_head = nn.Linear(cfg.probe_dim, 3 + cfg.n_score_bins)
+            nn.init.zeros_(self.probe_head.weight)
+            nn.init.zeros_(self.probe_head.bias)
 
     # ------------------------------------------------------------------ fusion and heads
     def forward(self, b: StudentBatch) -> StudentOutput:
         B = b.q.shape[0]
         ones = torch.ones(B, dtype=torch.bool, device=b.q.device)
-        # Older models were trained on a prefix of today's memory evidence (kNN only).
+        # The MEMORY token reads the kNN statistics; the probe's numbers follow them.
         memory = b.memory[:, : self.cfg.memory_dim]
         # Video: attention-pool the frames with a learned query (audio is not used).
         frames = self.image_proj(b.video)  # [B, T, d]
@@ -281,6 +290,14 @@ class StudentModel(nn.Module):
             score_logits = score_logits + res[:, 3:]
             if b.crit_qi is not None:
                 crit_logits = crit_logits + self.crit_residual(b.crit_qi).squeeze(-1)
+        if self.cfg.probe_dim:
+            m = self.cfg.memory_dim
+            probe = b.memory[:, m : m + self.cfg.probe_dim]
+            # Log-probabilities: a learned product of experts with the probe's verdict.
+            probe = torch.cat([probe[:, :3].clamp_min(1e-4).log(), probe[:, 3:]], -1)
+            res = self.probe_head(probe) * b.memory_mask[:, None].to(probe.dtype)
+            verdict_logits = verdict_logits + res[:, :3]
+            score_logits = score_logits + res[:, 3:]
         crit_logits = crit_logits.masked_fill(~b.crit_mask, -1e4)
         return StudentOutput(
             h=h,

@@ -3,6 +3,8 @@ see probes fitted without them."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from ml.data import load_corpus
 from ml.features import KNN_DIM, PROBE_FOLDS, Featurizer, FeedbackMemory
 from ml.models.encoders import HashingTextEncoder
-from ml.probe import PROBE_C, RIDGE_ALPHA, fit_probe
+from ml.probe import PROBE_C, PROBE_DIM, RIDGE_ALPHA, fit_probe
 from ml.types import GradedAnswer, Verdict
 
 
@@ -102,8 +104,7 @@ def test_memory_evidence_carries_the_probe(make_request):
 
 
 def test_format_3_model_reads_the_knn_part_of_the_memory(tmp_path):
-    """A model saved before the probe (memory_dim 8) loads and reads the kNN statistics only."""
-    import copy
+    """A model saved before the probe (no probe_dim) loads and reads the kNN statistics only."""
     import dataclasses
     import json
 
@@ -114,13 +115,16 @@ def test_format_3_model_reads_the_knn_part_of_the_memory(tmp_path):
     encoder = HashingTextEncoder(16)
     corpus = load_corpus()
     cfg = student_config_for(encoder, image_dim=8, d_model=32, n_heads=2, n_layers=1)
-    cfg = dataclasses.replace(cfg, memory_dim=KNN_DIM)
+    cfg = dataclasses.replace(cfg, memory_dim=KNN_DIM, probe_dim=0)
     memory = FeedbackMemory.build(corpus, encoder)
     FeedbackModel(StudentModel(cfg), Featurizer(encoder, memory, None, 8), "v3").save(tmp_path)
+    conf = json.loads((tmp_path / "student_config.json").read_text())
+    del conf["probe_dim"]  # not in the configs of earlier formats
+    (tmp_path / "student_config.json").write_text(json.dumps(conf))
     meta = json.loads((tmp_path / "meta.json").read_text())
     (tmp_path / "meta.json").write_text(json.dumps(meta | {"format_version": 3}))
     loaded = FeedbackModel.load(tmp_path, text_encoder=encoder)
-    assert loaded.model.cfg.memory_dim == KNN_DIM
+    assert loaded.model.cfg.memory_dim == KNN_DIM and loaded.model.cfg.probe_dim == 0
     batch = loaded.featurizer([corpus[0].to_request()]).batch
     assert batch.memory.shape[1] > KNN_DIM and batch.memory[0, KNN_DIM:].abs().sum() > 0
     knn_only = copy.copy(batch)
@@ -130,3 +134,25 @@ def test_format_3_model_reads_the_knn_part_of_the_memory(tmp_path):
     assert torch.allclose(full.verdict_logits, prefix.verdict_logits)
     (res,) = loaded.predict_batch([corpus[0].to_request()])
     assert 0.0 <= res.score <= corpus[0].max_score
+
+
+def test_the_probe_reaches_the_heads_only_for_answers_with_graded_evidence():
+    from ml.models.student import StudentModel
+    from ml.train import student_config_for
+
+    encoder = HashingTextEncoder(16)
+    cfg = student_config_for(encoder, image_dim=8, d_model=32, n_heads=2, n_layers=1)
+    assert cfg.memory_dim == KNN_DIM and cfg.probe_dim == PROBE_DIM
+    model = StudentModel(cfg).eval()
+    torch.nn.init.normal_(model.probe_head.weight)  # as if trained
+    corpus = load_corpus()
+    featurizer = Featurizer(encoder, FeedbackMemory.build(corpus, encoder), None, 8)
+    batch = featurizer([corpus[0].to_request(), corpus[0].to_request()]).batch
+    batch.memory_mask[1] = False  # the second one is graded as a new question
+    other = copy.copy(batch)
+    other.memory = batch.memory.clone()
+    other.memory[:, KNN_DIM:] = torch.tensor([0.05, 0.05, 0.9, 0.0])  # the probe says incorrect
+    with torch.inference_mode():
+        a, b = model(batch), model(other)
+    assert not torch.allclose(a.verdict_logits[0], b.verdict_logits[0])
+    assert torch.allclose(a.verdict_logits[1], b.verdict_logits[1])
