@@ -60,7 +60,10 @@ class FeedbackMemory:
     scores: Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] normalised
     answers: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
     feedback_emb: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
-    # Fitted on demand: (question id, held-out fold or -1 for none) -> probe.
+    # Built on demand: question id -> its rows; (question id, held-out fold or -1) -> probe.
+    _by_question: dict[str, list[int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
     _probes: dict[tuple[str, int], LinearProbe | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -118,11 +121,10 @@ class FeedbackMemory:
         """Indices of the graded answers to ``question_id`` (without the one ``exclude`` names)."""
         if question_id is None:
             return []
-        return [
-            i
-            for i, (q, k) in enumerate(zip(self.question_ids, self.ids, strict=True))
-            if q == question_id and k != exclude
-        ]
+        if not self._by_question:
+            for i, q in enumerate(self.question_ids):
+                self._by_question.setdefault(q, []).append(i)
+        return [i for i in self._by_question.get(question_id, []) if self.ids[i] != exclude]
 
     def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
         """Evidence from same-question graded answers: [MEMORY_DIM] (zeros if none)."""
@@ -137,7 +139,7 @@ class FeedbackMemory:
         rows = self.rows(question_id)
         fold = -1
         if exclude is not None:
-            own = [i for i, k in enumerate(self.ids[r] for r in rows) if k == exclude]
+            own = [j for j, r in enumerate(rows) if self.ids[r] == exclude]
             fold = own[0] % PROBE_FOLDS if own else -1
         key = (question_id or "", fold)
         if key not in self._probes:
