@@ -199,7 +199,11 @@ def test_learner_submits_text_and_image_and_sees_feedback_without_reload(
         assert "Feedback ready" in text and "/ 10" in text
         assert re.search(r"\b(Correct|Partially correct|Incorrect)\b", text)
         assert "Breakdown by criterion" in text and "Mentions the gateway of last resort" in text
-        assert frame.locator("#announcer").inner_text().endswith("Feedback ready")
+        # The live region is emptied and refilled 50 ms later so screen readers repeat it: wait.
+        frame.wait_for_function(
+            "document.getElementById('announcer').textContent.endsWith('Feedback ready')",
+            timeout=5000,
+        )
 
         with live.app.app_context():
             submission = db.session.query(Submission).one()
