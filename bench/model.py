@@ -1,13 +1,15 @@
 """Throughput, latency and memory of a feedback model on typed answers.
 
     python bench/model.py --model runs/saf_v4 --threads 2 --out runs/bench.json [--device cpu]
-        [--graded 50]
+        [--graded 50] [--peers 64]
 
 Prints a JSON report and writes it to --out. Text-only throughput is measured at batch 32 on SAF
 unseen answers (English + German); single-request latency over --single requests. ``--graded N``
 sends N instructor-graded answers to the same question with every request (as the worker does
-with an activity's reviews; SAF training answers play them). Photographed answers are measured
-by ``bench/photos.py``.
+with an activity's reviews; SAF training answers play them). ``--peers N`` sends up to N other
+unseen answers to the same question as classmates' answers, encoded anew for every batch and
+every single request (a worker's text cache usually holds them: this is the worst case).
+Photographed answers are measured by ``bench/photos.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--graded", type=int, default=0, help="graded answers sent per request")
+    ap.add_argument("--peers", type=int, default=0, help="classmates' answers sent per request")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_model.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,6 +65,12 @@ def main() -> None:
             replace(r, graded=tuple(reviews.get(r.question_id or "", [])[: args.graded]))
             for r in reqs
         ]
+    if args.peers:
+        from ml.data.examples import classmates
+
+        # As a worker sends them: other learners' answers to the same question.
+        peers = classmates(examples)
+        reqs = [replace(r, peer_answers=p[: args.peers]) for r, p in zip(reqs, peers, strict=True)]
     model.predict_batch(reqs[: args.batch])  # warm-up
     encoder = model.featurizer.encoder
     encoder._cache.clear()  # measure real encoding, not the cache
@@ -73,12 +82,16 @@ def main() -> None:
     reviews_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(0, len(reqs), args.batch):
+        if args.peers:
+            encoder._cache.clear()  # worst case: classmates' answers encoded anew every batch
         model.predict_batch(reqs[i : i + args.batch])
     batch_s = time.perf_counter() - t0
     encoder._cache.clear()
     encoder.encode(review_texts)
     lat = []
     for r in reqs[: args.single]:
+        if args.peers:
+            encoder._cache.clear()
         t = time.perf_counter()
         model.predict(r)
         lat.append(1000 * (time.perf_counter() - t))
@@ -90,6 +103,7 @@ def main() -> None:
         "load_s": round(load_s, 2),
         "text_batch": args.batch,
         "graded_per_request": args.graded,
+        "peers_per_request": args.peers,
         "review_texts_encoded": len(review_texts),
         "review_encode_s": round(reviews_s, 2),
         "text_answers_per_s": round(len(reqs) / batch_s, 1),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ml.data.examples import Example
+from ml.data.examples import Example, classmates
 from ml.data.saf import load_saf
 from ml.metrics import score_metrics, text_metrics, verdict_metrics
 from ml.types import FeedbackRequest, FeedbackResult, GradedAnswer
@@ -36,12 +36,17 @@ def evaluate_examples(
     batch_size: int = 32,
     bertscore_model: str | None = None,
     graded: dict[str, tuple[GradedAnswer, ...]] | None = None,
+    peers: bool = True,
 ) -> dict[str, Any]:
-    """``graded``: question id -> answers the instructor already graded, sent with requests."""
+    """``graded``: question id -> answers the instructor already graded, sent with requests.
+    ``peers``: each request carries the other evaluated answers to its question as its
+    classmates' answers (as a worker sends an activity's other submissions)."""
     preds: list[FeedbackResult] = []
+    peer_sets = classmates(examples) if peers else [()] * len(examples)
     t0 = time.perf_counter()
     for i in range(0, len(examples), batch_size):
-        reqs = [e.to_request(with_learner=False) for e in examples[i : i + batch_size]]
+        chunk = zip(examples[i : i + batch_size], peer_sets[i : i + batch_size], strict=True)
+        reqs = [replace(e.to_request(with_learner=False), peer_answers=p) for e, p in chunk]
         if graded:
             reqs = [replace(r, graded=graded.get(r.question_id or "", ())) for r in reqs]
         preds.extend(model.predict_batch(reqs))

@@ -23,8 +23,8 @@ from ml.data.examples import Example
 from ml.feedback import language_of
 from ml.models.encoders import TextEncoder
 from ml.models.student import StudentBatch
-from ml.probe import PROBE_DIM, LinearProbe, fit_probe
-from ml.types import VERDICTS, FeedbackRequest, GradedAnswer
+from ml.probe import PROBE_DIM, ClassProbe, LinearProbe, fit_class_probe, fit_probe
+from ml.types import MAX_PEER_ANSWERS, VERDICTS, FeedbackRequest, GradedAnswer
 
 LEARNER_DIM = 15
 KNN_DIM = 8
@@ -35,9 +35,17 @@ LEX_DIM = 4
 CRIT_EXTRA_DIM = 5
 ALIGN_DIM = 7  # token-level alignment answer <-> reference, see ``alignment_vector``
 QI_BASE_DIM = 20  # sentence-level evidence, see ``qi_vector``
-QI_DIM = QI_BASE_DIM + ALIGN_DIM  # question-independent evidence (format 3; format 2 had 20)
+PEER_DIM = 7  # where the answer stands among its classmates' answers, see ``peer_vector``
+MIN_PEERS = 4  # fewer classmates' answers than this say nothing about the class
+# Question-independent evidence: format 5 (format 3 had 27 without the peer part, format 2 20).
+QI_DIM = QI_BASE_DIM + ALIGN_DIM + PEER_DIM
 MAX_SENTENCES = 8
 LANGS = ("en", "de", "zh")
+PEER_FLAG = QI_BASE_DIM + ALIGN_DIM  # 1 where a request brought enough classmates' answers
+# The class probe's inputs (format 5): cosine to the reference and to the question, length ratio
+# (``qi_vector``) and where the answer stands among its classmates' answers (``peer_vector``).
+CLASS_INPUT = [0, 4, 14, *range(PEER_FLAG + 1, QI_DIM)]
+CLASS_PROBE_DIM = 3 * len(LANGS)  # its verdict log-probabilities, in the slot of the language
 
 
 class MediaEncoder(Protocol):
@@ -243,6 +251,84 @@ def qi_vector(
     return out
 
 
+def peer_vector(
+    a: Tensor,  # [D] answer embedding
+    n_words: int,  # content tokens of the answer
+    peers: Tensor,  # [P, D] embeddings of classmates' answers to the same question
+    peer_words: Tensor,  # [P] their content tokens
+    ref: Tensor,  # [D] reference embedding
+) -> Tensor:
+    """Where the answer stands among its class's answers: z-score and rank of its cosine to the
+    reference, z-score of its length, its cosine to the class centroid (answers that say what
+    most say tend to be right) with z-score and rank. Absolute cosines mean different things for
+    different questions and languages; positions within the class do not. [PEER_DIM]; zeros
+    with fewer than MIN_PEERS classmates or for an empty answer."""
+    out = torch.zeros(PEER_DIM)
+    if peers.shape[0] < MIN_PEERS or n_words == 0:
+        return out
+    pool = torch.cat([a[None], peers])  # [P + 1, D], the answer first
+    to_ref = pool @ ref
+    length = torch.log1p(torch.cat([torch.tensor([float(n_words)]), peer_words.float()]))
+    centroid = torch.nn.functional.normalize(pool.mean(0), dim=-1)
+    to_centroid = pool @ centroid
+    out[0] = 1.0
+    out[1], out[2] = _z(to_ref), _rank(to_ref)
+    out[3] = _z(length)
+    out[4], out[5], out[6] = to_centroid[0], _z(to_centroid), _rank(to_centroid)
+    return out
+
+
+def _z(x: Tensor) -> float:
+    """z-score of x[0] within x, clipped to +-3 and scaled to +-1."""
+    return float(((x[0] - x.mean()) / (x.std() + 1e-6)).clamp(-3, 3) / 3)
+
+
+def _rank(x: Tensor) -> float:
+    """Share of x that x[0] exceeds (ties count half): 0 lowest .. 1 highest."""
+    return float(((x < x[0]).float().sum() + 0.5 * ((x == x[0]).float().sum() - 1)) / (len(x) - 1))
+
+
+def class_probe_vectors(probes: dict[str, ClassProbe], qi: Tensor, langs: list[str]) -> Tensor:
+    """[B, CLASS_PROBE_DIM]: each request's class-probe verdict log-probabilities in its
+    language's slot; zeros without classmates' answers or a probe for the language."""
+    out = torch.zeros(qi.shape[0], CLASS_PROBE_DIM)
+    for i, lang in enumerate(langs):
+        if lang in probes and lang in LANGS and qi[i, PEER_FLAG] > 0:
+            slot = 3 * LANGS.index(lang)
+            out[i, slot : slot + 3] = probes[lang](qi[i, CLASS_INPUT])[:3].clamp_min(1e-4).log()
+    return out
+
+
+def fit_class_probes(
+    qi: Tensor, verdicts: Tensor, scores: Tensor, langs: list[str], question_ids: list[str]
+) -> tuple[dict[str, ClassProbe], Tensor]:
+    """Class probes per language from training rows (those with classmates' answers), and each
+    row's class-probe vector cross-fitted without its own question - the student must learn how
+    far to trust the probe on questions it never saw, which is where the probe is used."""
+    has = qi[:, PEER_FLAG] > 0
+    probes: dict[str, ClassProbe] = {}
+    cross = torch.zeros(qi.shape[0], CLASS_PROBE_DIM)
+    for lang in sorted(set(langs) & set(LANGS)):
+        rows = [i for i, lg in enumerate(langs) if lg == lang and has[i]]
+        if not rows:
+            continue
+        x, v, s = qi[rows][:, CLASS_INPUT], verdicts[rows], scores[rows]
+        probe = fit_class_probe(x, v, s)
+        if probe is None:
+            continue
+        probes[lang] = probe
+        slot = 3 * LANGS.index(lang)
+        qids = [question_ids[i] for i in rows]
+        for q in sorted(set(qids)):
+            own = torch.tensor([qq == q for qq in qids])
+            held_out = fit_class_probe(x[~own], v[~own], s[~own])
+            if held_out is None:
+                continue
+            idx = torch.tensor(rows)[own]
+            cross[idx, slot : slot + 3] = held_out(x[own])[:, :3].clamp_min(1e-4).log()
+    return probes, cross
+
+
 def alignment_vector(answer: Tensor, reference: Tensor, question: Tensor) -> Tensor:
     """Token-level alignment (BERTScore-style greedy matching of contextual token vectors):
     precision/recall/F1 of the answer against the reference, the share of reference tokens the
@@ -314,6 +400,8 @@ class Featurizer:
         self.memory = memory
         self.media = media
         self.image_dim = media.dim if media is not None else image_dim
+        # Language -> class probe (format 5), fitted on the training questions by training.
+        self.class_probes: dict[str, ClassProbe] = {}
         # Probes of instructors' reviews, kept across batches: a worker grades an activity's
         # submissions in many batches with the same reviews (least recently used dropped).
         self._review_probes: OrderedDict[tuple, LinearProbe | None] = OrderedDict()
@@ -383,6 +471,7 @@ class Featurizer:
         a_tok = enc.token_states(answers)
         r_tok = enc.token_states([r.reference_answer for r in requests])
         q_tok = enc.token_states([r.question for r in requests])
+        peer_stats = self._peer_stats(requests)
         qi = torch.zeros(B, QI_DIM)
         crit_qi = torch.zeros(B, C, 2)  # per criterion: embedding coverage, lexical similarity
         evidence: list[list[int]] = []
@@ -420,7 +509,14 @@ class Featurizer:
             crit_qi[i, :nc, 1] = lexsims
             base = qi_vector(answers[i], r, a[i], q[i], ref[i], se, re_, cover, lexsims)
             qi[i, :QI_BASE_DIM] = base
-            qi[i, QI_BASE_DIM:] = alignment_vector(a_tok[i], r_tok[i], q_tok[i])
+            qi[i, QI_BASE_DIM : QI_BASE_DIM + ALIGN_DIM] = alignment_vector(
+                a_tok[i], r_tok[i], q_tok[i]
+            )
+            peers, peer_words = peer_stats[r.peer_answers[:MAX_PEER_ANSWERS]]
+            n_words = len(textlib.tokens(answers[i]))
+            qi[i, QI_BASE_DIM + ALIGN_DIM :] = peer_vector(a[i], n_words, peers, peer_words, ref[i])
+        langs = [language_of(r.language) for r in requests]
+        class_probe = class_probe_vectors(self.class_probes, qi, langs)
         batch = StudentBatch(
             q=q,
             r=ref,
@@ -439,8 +535,24 @@ class Featurizer:
             crit_mask=crit_mask,
             qi=qi,
             crit_qi=crit_qi,
+            class_probe=class_probe,
         )
         return Featurized(batch, answers, sents, evidence)
+
+    def _peer_stats(
+        self, requests: list[FeedbackRequest]
+    ) -> dict[tuple[str, ...], tuple[Tensor, Tensor]]:
+        """Embeddings and lengths of each distinct set of classmates' answers (the requests of
+        one activity usually share theirs), non-empty answers only."""
+        out: dict[tuple[str, ...], tuple[Tensor, Tensor]] = {}
+        for r in requests:
+            key = r.peer_answers[:MAX_PEER_ANSWERS]
+            if key in out:
+                continue
+            texts = [t for t in key if t.strip()]
+            words = torch.tensor([len(textlib.tokens(t)) for t in texts], dtype=torch.float)
+            out[key] = (self.encoder.encode(texts), words)
+        return out
 
     def _memory_stats(
         self, requests: list[FeedbackRequest], a: Tensor, exclude_ids: list[str | None] | None

@@ -6,6 +6,7 @@ A model directory holds::
     student_config.json   StudentConfig
     student.pt            StudentModel state dict
     memory.json/.pt       FeedbackMemory (graded answers + feedback the generator draws on)
+    class_probes.pt       per-language class probes (format 5, ``ml.probe.ClassProbe``)
     config.json           resolved training config (from the run), metrics.json, MODEL_CARD.md
 
 Loads only from local paths (``HF_HUB_OFFLINE=1``). Works on CPU and CUDA.
@@ -26,15 +27,20 @@ from ml.features import Featurizer, FeedbackMemory, MediaEncoder, feedback_masks
 from ml.models.cross import CrossEncoderGrader, context_of
 from ml.models.encoders import TextEncoder, text_encoder_from_spec
 from ml.models.student import StudentModel
+from ml.probe import class_probe_state, class_probes_from_state
 from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
 
 # 2: the student has the question-independent evidence path (StudentConfig.qi_dim > 0).
 # 3: that evidence adds token-level alignment (qi_dim 27); format-2 models read its first 20.
 # 4: a per-question linear probe follows the kNN statistics in the memory evidence and reaches
 #    the heads through a residual (StudentConfig.probe_dim); older formats read the kNN part.
+# 5: the question-independent evidence adds where the answer stands among its classmates'
+#    answers (qi_dim 34, ``ml.features.peer_vector``; formats 3-4 read its first 27), and a
+#    per-language class probe over it (class_probes.pt) reaches the heads for new questions.
 # Format-1 directories still load (their config has no qi_dim, so that path is off).
-FORMAT_VERSION = 4
-SUPPORTED_FORMATS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+CLASS_PROBES = "class_probes.pt"
+SUPPORTED_FORMATS = (1, 2, 3, 4, 5)
 
 
 class FeedbackModel:
@@ -63,6 +69,8 @@ class FeedbackModel:
             self.cross.save(directory)
         if self.featurizer.memory is not None:
             self.featurizer.memory.save(directory)
+        if self.featurizer.class_probes:
+            torch.save(class_probe_state(self.featurizer.class_probes), directory / CLASS_PROBES)
         media = self.featurizer.media
         meta = {
             "format_version": FORMAT_VERSION,
@@ -102,6 +110,9 @@ class FeedbackModel:
         memory = FeedbackMemory.load(directory) if (directory / "memory.json").is_file() else None
         student = StudentModel.load(directory, device)
         featurizer = Featurizer(encoder, memory, media, student.cfg.image_dim)
+        if (directory / CLASS_PROBES).is_file():
+            state = torch.load(directory / CLASS_PROBES, weights_only=True)
+            featurizer.class_probes = class_probes_from_state(state)
         cross = None
         if (directory / "cross" / "cross_config.json").is_file():
             cross = CrossEncoderGrader.load(directory, device)

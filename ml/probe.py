@@ -77,3 +77,58 @@ def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe 
     gram = xc @ xc.T + RIDGE_ALPHA * torch.eye(n)
     sw = xc.T @ torch.linalg.solve(gram, s - s_mean)
     return LinearProbe(w, b, sw, float(s_mean - x_mean @ sw))
+
+
+@dataclass(frozen=True)
+class ClassProbe:
+    """A probe over where answers stand among their class's answers (``ml.features``' peer
+    evidence), fitted on the answers to every training question of one language: it grades
+    answers to questions it never saw. Standardised inputs, as the features differ in scale."""
+
+    mean: Tensor  # [F]
+    std: Tensor  # [F]
+    probe: LinearProbe
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """x [..., F] -> [..., PROBE_DIM]."""
+        return self.probe((x - self.mean) / self.std)
+
+
+def fit_class_probe(x: Tensor, verdicts: Tensor, scores: Tensor) -> ClassProbe | None:
+    if x.shape[0] < 2:
+        return None
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-4)
+    probe = fit_probe((x - mean) / std, verdicts, scores)
+    return None if probe is None else ClassProbe(mean, std, probe)
+
+
+def class_probe_state(probes: dict[str, ClassProbe]) -> dict[str, Tensor]:
+    """Flat tensors for ``torch.save`` (language-prefixed keys)."""
+    out: dict[str, Tensor] = {}
+    for lang, p in probes.items():
+        out |= {
+            f"{lang}.mean": p.mean,
+            f"{lang}.std": p.std,
+            f"{lang}.weight": p.probe.weight,
+            f"{lang}.bias": p.probe.bias,
+            f"{lang}.score_weight": p.probe.score_weight,
+            f"{lang}.score_bias": torch.tensor(p.probe.score_bias),
+        }
+    return out
+
+
+def class_probes_from_state(state: dict[str, Tensor]) -> dict[str, ClassProbe]:
+    langs = {k.split(".")[0] for k in state}
+    return {
+        lang: ClassProbe(
+            state[f"{lang}.mean"],
+            state[f"{lang}.std"],
+            LinearProbe(
+                state[f"{lang}.weight"],
+                state[f"{lang}.bias"],
+                state[f"{lang}.score_weight"],
+                float(state[f"{lang}.score_bias"]),
+            ),
+        )
+        for lang in sorted(langs)
+    }

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ml.data.examples import Example
+from ml.data.examples import Example, classmates
 from ml.features import (
+    CLASS_PROBE_DIM,
     CRIT_EXTRA_DIM,
     KNN_DIM,
     LEARNER_DIM,
@@ -30,7 +31,9 @@ from ml.features import (
     FeedbackMemory,
     MediaEncoder,
     feedback_masks,
+    fit_class_probes,
 )
+from ml.feedback import language_of
 from ml.losses import distillation_loss, soft_cross_entropy, two_hot
 from ml.models.encoders import TextEncoder
 from ml.models.student import StudentConfig, StudentModel
@@ -48,6 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     memory_dropout: float = 0.3  # share of rows trained as if the question were unseen
+    peer_dropout: float = 0.3  # share of rows trained without classmates' answers
     criteria_from_score: bool = True  # weak criterion targets from full/zero scores
     feedback_tau: float = 0.05  # sharpness of the soft feedback target
     w_verdict: float = 1.0
@@ -74,6 +78,7 @@ def student_config_for(encoder: TextEncoder, image_dim: int, **overrides) -> Stu
         z_dim=LEARNER_DIM,
         memory_dim=KNN_DIM,
         probe_dim=PROBE_DIM,
+        class_probe_dim=CLASS_PROBE_DIM,
         lex_dim=LEX_DIM,
         crit_extra_dim=CRIT_EXTRA_DIM,
         **({"qi_dim": QI_DIM, "hide_text_when_unseen": True} | overrides),
@@ -99,9 +104,19 @@ def train_student(
     gold_memory_fb = encoder.encode([e.feedback for e in examples])  # [N, D]
     image_dim = student_cfg.image_dim if student_cfg else (media.dim if media else 1280)
     featurizer = Featurizer(encoder, memory, media, image_dim)
-    requests = [e.to_request() for e in examples]
+    peers = classmates(examples, seed=cfg.seed, dropout=cfg.peer_dropout)
+    requests = [
+        replace(e.to_request(), peer_answers=p) for e, p in zip(examples, peers, strict=True)
+    ]
     ids: list[str | None] = [e.id for e in examples]
     feats = featurizer(requests, exclude_ids=ids)
+    featurizer.class_probes, feats.batch.class_probe = fit_class_probes(
+        feats.batch.qi,
+        torch.tensor([e.verdict.index for e in examples]),
+        torch.tensor([e.score_fraction for e in examples], dtype=torch.float),
+        [language_of(e.language) for e in examples],
+        [e.question_id for e in examples],
+    )
     same, allowed = feedback_masks(memory, requests, exclude_ids=ids)  # [N, N]
     student_cfg = student_cfg or student_config_for(encoder, featurizer.image_dim)
     if student_cfg.trained_media is None:

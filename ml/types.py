@@ -77,6 +77,10 @@ class GradedAnswer:
     verdict: Verdict
 
 
+# Classmates' answers a request carries at most (``FeedbackRequest.peer_answers``).
+MAX_PEER_ANSWERS = 64
+
+
 @dataclass(frozen=True)
 class FeedbackRequest:
     """Everything a model needs to grade one submission. No names, no e-mails."""
@@ -96,6 +100,10 @@ class FeedbackRequest:
     # activity): evidence for the grade, as the graded answers a model was trained with are.
     # Their feedback is never shown to anyone else.
     graded: tuple[GradedAnswer, ...] = ()
+    # Other learners' answers to the same question, ungraded and anonymous: where this answer
+    # stands among its class's answers is evidence for a question no one has graded yet. Only
+    # statistics over them enter the model; they are never shown or sent anywhere.
+    peer_answers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_score <= 0:
@@ -104,6 +112,7 @@ class FeedbackRequest:
         object.__setattr__(self, "rubric", tuple(self.rubric))
         object.__setattr__(self, "image_paths", tuple(self.image_paths))
         object.__setattr__(self, "graded", tuple(self.graded))
+        object.__setattr__(self, "peer_answers", tuple(self.peer_answers))
 
     @property
     def feedback_language(self) -> str:

@@ -41,6 +41,7 @@ from lti_tool.services.activities import settings_of
 from lti_tool.services.errors import MarginaliaError
 from lti_tool.services.settings_store import ModelSettings
 from ml.types import (
+    MAX_PEER_ANSWERS,
     FeedbackRequest,
     FeedbackResult,
     GradedAnswer,
@@ -227,13 +228,18 @@ def learner_features(submission: Submission, language: str) -> LearnerFeatures:
 
 
 def build_request(
-    submission: Submission, reviews: list[tuple[int, GradedAnswer]] | None = None
+    submission: Submission,
+    reviews: list[tuple[int, GradedAnswer]] | None = None,
+    answers: list[tuple[int, str]] | None = None,
 ) -> FeedbackRequest:
-    """``reviews``: the activity's reviews (``activity_reviews``) when the caller already has
-    them - a batch fetches them once per activity; ``[]`` sends none."""
+    """``reviews`` and ``answers``: the activity's reviews (``activity_reviews``) and latest
+    answers (``activity_answers``) when the caller already has them - a batch fetches them once
+    per activity; ``[]`` sends none."""
     activity = submission.activity
     if reviews is None:
         reviews = activity_reviews(activity.id)
+    if answers is None:
+        answers = activity_answers(activity.id)
     language = _language(submission)
     rubric = tuple(
         RubricCriterion(
@@ -258,6 +264,7 @@ def build_request(
         language=language,
         question_id=activity.public_id,
         graded=tuple(g for sid, g in reviews if sid != submission.id)[:MAX_REVIEWS_AS_EVIDENCE],
+        peer_answers=tuple(t for uid, t in answers if uid != submission.user_id)[:MAX_PEER_ANSWERS],
     )
 
 
@@ -301,6 +308,30 @@ def activity_reviews(activity_id: int) -> list[tuple[int, GradedAnswer]]:
         if text and row.score is not None:
             out.append((row.id, GradedAnswer(text, score_fraction(row), final_verdict(row))))
     return out
+
+
+def activity_answers(activity_id: int) -> list[tuple[int, str]]:
+    """The newest answer of each of the activity's latest learners, as (user id, answer text);
+    one more than a request carries, as one may be the learner being graded.
+
+    They tell the model where an answer stands among its class's answers, which is evidence
+    before anyone has graded the activity. Only the text travels, never who wrote it, and
+    only within this activity.
+    """
+    rows = db.session.execute(
+        select(Submission.user_id, Submission.answer_text, Submission.extracted_text)
+        .where(Submission.activity_id == activity_id)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
+        .limit(4 * (MAX_PEER_ANSWERS + 1))
+    )
+    latest: dict[int, str] = {}
+    for user_id, answer_text, extracted_text in rows:
+        text = (answer_text or extracted_text or "").strip()
+        if text and user_id not in latest:
+            latest[user_id] = text
+            if len(latest) > MAX_PEER_ANSWERS:
+                break
+    return list(latest.items())
 
 
 # -- claiming --------------------------------------------------------------------------------
@@ -425,6 +456,7 @@ def grade_batch(first_id: int, *, redelivered: bool = False) -> BatchReport:
     ready: list[int] = []
     failed: list[int] = []
     reviews: dict[int, list[tuple[int, GradedAnswer]]] = {}  # per activity, fetched once
+    answers: dict[int, list[tuple[int, str]]] = {}
     for sid in claimed:
         submission = db.session.get(Submission, sid)
         if submission is None:
@@ -433,7 +465,8 @@ def grade_batch(first_id: int, *, redelivered: bool = False) -> BatchReport:
             activity = submission.activity
             if activity.id not in reviews:
                 reviews[activity.id] = activity_reviews(activity.id)
-            requests.append(build_request(submission, reviews[activity.id]))
+                answers[activity.id] = activity_answers(activity.id)
+            requests.append(build_request(submission, reviews[activity.id], answers[activity.id]))
             ready.append(sid)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("submission %s cannot be graded: %s", sid, exc)

@@ -60,7 +60,7 @@ def export(
     examples: list[Example] = []
     copied = 0
     for submission in reviewed_submissions(platform_id=platform_id, since=since):
-        request = inference.build_request(submission, reviews=[])
+        request = inference.build_request(submission, reviews=[], answers=[])
         media: list[str] = []
         for n, file in enumerate(submission.files):
             relative = Path("media") / submission.public_id / f"{n}{Path(file.storage_key).suffix}"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ml.errors import DatasetError
-from ml.types import FeedbackRequest, LearnerFeatures, RubricCriterion, Verdict
+from ml.types import (
+    MAX_PEER_ANSWERS,
+    FeedbackRequest,
+    LearnerFeatures,
+    RubricCriterion,
+    Verdict,
+)
 
 CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -161,3 +168,23 @@ def load_corpus(directory: Path = CORPUS_DIR) -> list[Example]:
     if not files:
         raise DatasetError(f"no *.jsonl corpus files in {directory}")
     return [ex for f in files for ex in load_jsonl(f)]
+
+
+def classmates(
+    examples: list[Example], *, seed: int = 0, dropout: float = 0.0
+) -> list[tuple[str, ...]]:
+    """Per example, up to MAX_PEER_ANSWERS other answers to its question in ``examples`` (a
+    seeded random sample, as a worker sends an activity's latest answers), or none for a
+    ``dropout`` share of them (an activity with no other answers yet)."""
+    rng = random.Random(seed)
+    by_question: dict[str, list[str]] = {}
+    for e in examples:
+        by_question.setdefault(e.question_id, []).append(e.answer_text)
+    out: list[tuple[str, ...]] = []
+    for e in examples:
+        if rng.random() < dropout:
+            out.append(())
+            continue
+        others = [t for t in by_question[e.question_id] if t != e.answer_text]
+        out.append(tuple(rng.sample(others, min(MAX_PEER_ANSWERS, len(others)))))
+    return out

@@ -28,6 +28,10 @@ Inputs are pre-computed features (``ml.features.Featurizer`` turns requests into
                                 answer<->reference/criterion/question cosines, overlap, length,
                                 negation; format 2 only (``StudentConfig.qi_dim`` > 0)
     crit_qi        [B, C, 2]    answer<->criterion cosine and lexical similarity
+    class_probe    [B, 3 x L]   format 5: verdict log-probabilities of the class probe (a probe
+                                over where the answer stands among its classmates' answers, per
+                                language, ``ml.features.class_probe_vectors``), added to the
+                                verdict logits of requests without same-question memory
 
 Fusion: one token per modality/feature group, plus a [SUMMARY] token and one token per criterion,
 through a small TransformerEncoder whose key-padding mask hides missing modalities:
@@ -64,6 +68,9 @@ class StudentConfig:
     # Format 4: the per-question probe's numbers that follow the kNN statistics in ``memory``
     # (0 = none). They go through a residual into the verdict/score logits, not the fusion.
     probe_dim: int = 0
+    # Format 5: the class probe (a per-language probe over where an answer stands among its
+    # classmates' answers) adds its verdict log-probabilities for new questions only.
+    class_probe_dim: int = 0
     lex_dim: int = 4
     crit_extra_dim: int = 5
     d_model: int = 128
@@ -112,6 +119,8 @@ class StudentBatch:
     # Question-independent evidence (``ml.features.qi_vector``), absent for format-1 callers.
     qi: Tensor | None = None  # [B, D_qi]
     crit_qi: Tensor | None = None  # [B, C, 2] answer<->criterion cosine and lexical similarity
+    # Format 5: the class probe's verdict log-probabilities (``ml.features.class_probe_vectors``).
+    class_probe: Tensor | None = None  # [B, class_probe_dim]
 
     def to(self, device: torch.device | str) -> StudentBatch:
         return StudentBatch(
@@ -298,6 +307,15 @@ class StudentModel(nn.Module):
             res = self.probe_head(probe) * b.memory_mask[:, None].to(probe.dtype)
             verdict_logits = verdict_logits + res[:, :3]
             score_logits = score_logits + res[:, 3:]
+        if self.cfg.class_probe_dim and b.class_probe is not None:
+            cp = b.class_probe
+            # New questions only (no graded answers in memory), and only with a probe's output.
+            use = ~b.memory_mask & (cp != 0).any(-1)
+            # A fixed offset, not a learned weight: on its training questions the rest of the
+            # model fits better than any question-free evidence and would learn to ignore it;
+            # with the offset it learns to correct the probe instead (as boosting does).
+            log_p = cp.view(cp.shape[0], -1, 3).sum(1)  # the request's language slot
+            verdict_logits = verdict_logits + log_p * use[:, None].to(cp.dtype)
         crit_logits = crit_logits.masked_fill(~b.crit_mask, -1e4)
         return StudentOutput(
             h=h,

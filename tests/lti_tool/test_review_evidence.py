@@ -72,3 +72,43 @@ def test_reviews_of_the_same_activity_become_graded_answers(app, monkeypatch):
     assert inference.build_request(mine, reviews=[]).graded == ()
     monkeypatch.setattr(inference, "MAX_REVIEWS_AS_EVIDENCE", 2)
     assert len(inference.build_request(mine).graded) == 2
+
+
+def test_classmates_latest_answers_travel_without_names(app, monkeypatch):
+    platform = make_platform()
+    learners = [
+        LtiUser(platform_id=platform.id, sub=f"p-{i}", name=f"Learner {i}") for i in range(5)
+    ]
+    db.session.add_all(learners)
+    activity, other = _activity(platform, "Default routes"), _activity(platform, "Other")
+    db.session.flush()
+
+    def add(who: int, attempt: int, text: str, act: Activity = activity, **fields) -> Submission:
+        row = Submission(
+            activity_id=act.id,
+            user_id=learners[who].id,
+            attempt=attempt,
+            answer_text=text,
+            **({"status": SubmissionStatus.GRADED} | fields),
+        )
+        db.session.add(row)
+        db.session.flush()
+        return row
+
+    add(0, 1, "First try of learner 0.")
+    add(0, 2, "Second try of learner 0.")
+    add(1, 1, "", extracted_text="Read from a photo.")
+    add(2, 1, "Queued answer.", status=SubmissionStatus.QUEUED)
+    add(3, 1, "Another activity.", act=other)
+    add(4, 1, "My own first try.")
+    mine = add(4, 2, "My own answer.")
+    db.session.commit()
+
+    peers = inference.build_request(mine).peer_answers
+    # Each classmate's latest answer (typed or read from a photo), not mine, not another
+    # activity's; only the text, never who wrote it.
+    assert sorted(peers) == ["Queued answer.", "Read from a photo.", "Second try of learner 0."]
+    assert not any("Learner" in p for p in peers)
+    assert inference.build_request(mine, answers=[]).peer_answers == ()
+    monkeypatch.setattr(inference, "MAX_PEER_ANSWERS", 2)
+    assert len(inference.build_request(mine).peer_answers) == 2

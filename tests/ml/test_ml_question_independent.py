@@ -99,7 +99,7 @@ def test_format_1_model_directories_still_load(tmp_path):
 
 
 def test_token_alignment_features():
-    from ml.features import QI_BASE_DIM, alignment_vector
+    from ml.features import ALIGN_DIM, QI_BASE_DIM, alignment_vector
 
     enc = HashingTextEncoder(64)
     ref, question = enc.token_states([ROUTER["reference_answer"], ROUTER["question"]])
@@ -112,7 +112,7 @@ def test_token_alignment_features():
     assert float(para[3]) > float(unrel[3])  # share of the reference covered
     assert torch.count_nonzero(empty) == 0
     batch = Featurizer(enc)([FeedbackRequest(answer_text=PARAPHRASE, **ROUTER)]).batch
-    assert torch.allclose(batch.qi[0, QI_BASE_DIM:], para)
+    assert torch.allclose(batch.qi[0, QI_BASE_DIM : QI_BASE_DIM + ALIGN_DIM], para)
 
 
 def test_format_2_model_reads_the_prefix_of_the_evidence(tmp_path):
@@ -141,3 +141,98 @@ def test_token_states_of_more_texts_than_the_cache_holds():
     assert len(states) == 10 and len(enc._tokens) == 3
     assert all(s.shape == (5, 16) for s in states)
     assert torch.equal(enc.token_states(texts[:1])[0], states[0])
+
+
+def test_where_an_answer_stands_among_its_classmates():
+    from ml.features import ALIGN_DIM, MIN_PEERS, PEER_DIM, QI_BASE_DIM, peer_vector
+
+    enc = HashingTextEncoder(64)
+    class_answers = [
+        PARAPHRASE,
+        "The default route forwards packets that match no routing table entry.",
+        "Packets with no matching entry go to the gateway.",
+        "It makes the router faster.",
+        UNRELATED,
+        "A router needs it to boot.",
+    ]
+    reqs = [
+        FeedbackRequest(answer_text=t, peer_answers=[p for p in class_answers if p != t], **ROUTER)
+        for t in class_answers
+    ]
+    peer = Featurizer(enc)(reqs).batch.qi[:, QI_BASE_DIM + ALIGN_DIM :]  # [6, PEER_DIM]
+    assert peer.shape == (6, PEER_DIM) and bool((peer[:, 0] == 1).all())
+    # Cosine to the reference, within the class: the paraphrase ranks first, the unrelated
+    # answer last, whatever the absolute cosines are.
+    assert float(peer[0, 2]) == 1.0 and float(peer[4, 2]) == 0.0
+    assert float(peer[0, 1]) > 0 > float(peer[4, 1])
+    # Too few classmates, or no answer at all: nothing is said.
+    few = FeedbackRequest(
+        answer_text=PARAPHRASE, peer_answers=class_answers[: MIN_PEERS - 1], **ROUTER
+    )
+    empty = FeedbackRequest(answer_text="", peer_answers=class_answers, **ROUTER)
+    alone = Featurizer(enc)([few, empty]).batch.qi[:, QI_BASE_DIM + ALIGN_DIM :]
+    assert torch.count_nonzero(alone) == 0
+    a = enc.encode([PARAPHRASE])[0]
+    assert torch.count_nonzero(peer_vector(a, 0, enc.encode(class_answers), torch.ones(6), a)) == 0
+
+
+def test_classmates_are_other_answers_to_the_same_question():
+    from ml.data.examples import classmates
+    from ml.types import MAX_PEER_ANSWERS
+
+    corpus = load_corpus()
+    peers = classmates(corpus, seed=1)
+    for e, p in zip(corpus, peers, strict=True):
+        same = {x.answer_text for x in corpus if x.question_id == e.question_id}
+        assert e.answer_text not in p and set(p) <= same and len(p) <= MAX_PEER_ANSWERS
+        assert len(p) == len(same - {e.answer_text})  # the corpus has few answers per question
+    assert classmates(corpus, seed=1) == peers  # seeded
+    dropped = classmates(corpus, seed=1, dropout=0.5)
+    assert 0 < sum(not p for p in dropped) < len(corpus)
+
+
+def test_class_probe_speaks_for_new_questions_only(qi_model, tmp_path):
+    from dataclasses import replace
+
+    from ml.features import CLASS_INPUT, CLASS_PROBE_DIM, PEER_FLAG, fit_class_probes
+    from ml.probe import fit_class_probe
+
+    probes = qi_model.featurizer.class_probes
+    assert "en" in probes  # fitted on the corpus's English questions
+    corpus = load_corpus()
+    seen = corpus[0].to_request(with_learner=False)
+    classmates_of_seen = [e.answer_text for e in corpus if e.question_id == seen.question_id]
+    class_answers = [PARAPHRASE, UNRELATED, "It is faster.", "Packets go to the gateway.", "No."]
+    reqs = [
+        FeedbackRequest(answer_text=PARAPHRASE, peer_answers=class_answers[1:], **ROUTER),
+        FeedbackRequest(answer_text=PARAPHRASE, **ROUTER),  # no classmates' answers yet
+        replace(seen, peer_answers=classmates_of_seen[1:]),
+    ]
+    batch = qi_model.featurizer(reqs).batch
+    assert batch.class_probe.shape == (3, CLASS_PROBE_DIM)
+    assert torch.count_nonzero(batch.class_probe[0, :3]) == 3  # English slot
+    assert torch.count_nonzero(batch.class_probe[1]) == 0
+    with torch.inference_mode():
+        out = qi_model.model(batch)
+        silent = qi_model.model(replace(batch, class_probe=torch.zeros_like(batch.class_probe)))
+    assert not torch.allclose(out.verdict_logits[0], silent.verdict_logits[0])  # new question
+    assert torch.allclose(out.verdict_logits[2], silent.verdict_logits[2])  # seen: memory rules
+
+    # Training rows see probes fitted without their own question.
+    gen = torch.Generator().manual_seed(0)
+    qi = torch.randn(12, QI_DIM, generator=gen)
+    qi[:, PEER_FLAG] = 1.0
+    qids = [q for q in "abcd" for _ in range(3)]
+    verdicts = torch.tensor([0, 1, 2] * 4)
+    fitted, cross = fit_class_probes(qi, verdicts, verdicts / 2.0, ["en"] * 12, qids)
+    assert cross.shape == (12, CLASS_PROBE_DIM) and torch.count_nonzero(cross[:, 3:]) == 0
+    x = qi[:, CLASS_INPUT]
+    without_a = fit_class_probe(x[3:], verdicts[3:], verdicts[3:] / 2.0)
+    assert torch.allclose(cross[:3, :3], without_a(x[:3])[:, :3].clamp_min(1e-4).log())
+    assert not torch.allclose(cross[:3, :3], fitted["en"](x[:3])[:, :3].clamp_min(1e-4).log())
+
+    # They travel with the model.
+    qi_model.save(tmp_path / "m")
+    loaded = FeedbackModel.load(tmp_path / "m", "cpu")
+    assert set(loaded.featurizer.class_probes) == set(probes)
+    assert torch.equal(loaded.featurizer(reqs).batch.class_probe, batch.class_probe)

@@ -135,8 +135,10 @@ def test_learns_the_corpus(trained):
 
 def test_batch_equals_single(trained, make_request, learner_missed_again):
     corpus = load_corpus()
+    class_answers = ("Water and light.", "Carbon dioxide.", "Soil.", "Sunlight.", "Heat.")
     reqs = [e.to_request() for e in corpus[:3]] + [
         make_request("Light energy.", learner=learner_missed_again),
+        make_request("Light energy.", peer_answers=class_answers),
         make_request("", image_paths=()),
     ]
     batch = trained.predict_batch(reqs)
