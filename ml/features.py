@@ -303,8 +303,8 @@ def fit_class_probes(
     qi: Tensor, verdicts: Tensor, scores: Tensor, langs: list[str], question_ids: list[str]
 ) -> tuple[dict[str, ClassProbe], Tensor]:
     """Class probes per language from training rows (those with classmates' answers), and each
-    row's class-probe vector cross-fitted without its own question - the student must learn how
-    far to trust the probe on questions it never saw, which is where the probe is used."""
+    row's class-probe vector cross-fitted without its own question: the student learns to
+    correct the probe as it errs on questions it never saw, which is where the probe is used."""
     has = qi[:, PEER_FLAG] > 0
     probes: dict[str, ClassProbe] = {}
     cross = torch.zeros(qi.shape[0], CLASS_PROBE_DIM)

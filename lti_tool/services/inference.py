@@ -322,7 +322,7 @@ def activity_answers(activity_id: int) -> list[tuple[int, str]]:
         select(Submission.user_id, Submission.answer_text, Submission.extracted_text)
         .where(Submission.activity_id == activity_id)
         .order_by(Submission.created_at.desc(), Submission.id.desc())
-        .limit(4 * (MAX_PEER_ANSWERS + 1))
+        .limit(4 * (MAX_PEER_ANSWERS + 1))  # room for several attempts per learner
     )
     latest: dict[int, str] = {}
     for user_id, answer_text, extracted_text in rows:
