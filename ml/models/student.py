@@ -309,13 +309,12 @@ class StudentModel(nn.Module):
             score_logits = score_logits + res[:, 3:]
         if self.cfg.class_probe_dim and b.class_probe is not None:
             cp = b.class_probe
-            # New questions only (no graded answers in memory), and only with a probe's output.
-            use = ~b.memory_mask & (cp != 0).any(-1)
             # A fixed offset, not a learned weight: on its training questions the rest of the
             # model fits better than any question-free evidence and would learn to ignore it;
-            # with the offset it learns to correct the probe instead (as boosting does).
+            # with the offset it learns to correct the probe instead (as boosting does). New
+            # questions only (no graded answers in memory); rows without a probe hold zeros.
             log_p = cp.view(cp.shape[0], -1, 3).sum(1)  # the request's language slot
-            verdict_logits = verdict_logits + log_p * use[:, None].to(cp.dtype)
+            verdict_logits = verdict_logits + log_p * (~b.memory_mask)[:, None].to(cp.dtype)
         crit_logits = crit_logits.masked_fill(~b.crit_mask, -1e4)
         return StudentOutput(
             h=h,
