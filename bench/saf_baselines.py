@@ -4,8 +4,9 @@
 
 Unseen answers (train on SAF training, test on unseen_answers), per question:
 - ``tfidf_1nn``: verdict of the nearest training answer by character TF-IDF cosine;
-- ``probe_minilm``: the per-question linear probe the model uses as evidence (``ml.probe``) on
-  all-MiniLM-L6-v2 embeddings;
+- ``probe_minilm``: the per-question linear probe (``ml.probe``) on all-MiniLM-L6-v2 sentence
+  embeddings (the model's evidence in formats 4-5);
+- ``probe_layers``: the same probe on MiniLM's layer features, standardised (format 6);
 - ``probe_tfidf``: the same logistic regression on character TF-IDF;
 - ``probe_mean``: the mean of the two probes' probabilities.
 
@@ -14,7 +15,9 @@ regression over answers of the other questions on
 - ``hand3``: cosine to the reference, cosine to the question, log length ratio;
 - ``hand3_peer``: the same plus where the answer stands among the other answers to its question
   (z-scores and ranks of those features, similarity to the answers' centroid) - evidence a
-  deployment has once a class has answered, without any grade.
+  deployment has once a class has answered, without any grade;
+- ``layers_peer``: the cosines and class positions of ``hand3_peer`` in every MiniLM layer (the
+  class probe's inputs since model format 6).
 
 Prints a JSON report and writes it to --out. Verdict accuracy and macro-F1 in %.
 """
@@ -40,7 +43,7 @@ def _tfidf():
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
 
 
-def unseen_answers(train, test, emb) -> dict[str, list[str]]:
+def unseen_answers(train, test, emb, layers) -> dict[str, list[str]]:
     """Predicted verdicts for ``test`` (in order) by each per-question method."""
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -49,7 +52,7 @@ def unseen_answers(train, test, emb) -> dict[str, list[str]]:
     from ml.types import VERDICTS
 
     names = np.array([v.value for v in VERDICTS])
-    methods = ("tfidf_1nn", "probe_minilm", "probe_tfidf", "probe_mean")
+    methods = ("tfidf_1nn", "probe_minilm", "probe_layers", "probe_tfidf", "probe_mean")
     preds: dict[str, list[str]] = {k: [""] * len(test) for k in methods}
     rows_of: dict[str, list] = {}
     for e in train:
@@ -71,6 +74,14 @@ def unseen_answers(train, test, emb) -> dict[str, list[str]]:
         )
         p1 = probe(torch.from_numpy(np.stack([emb[test[i].answer_text] for i in at])))
         p1 = p1[:, :3].numpy()
+        layered = fit_probe(
+            torch.from_numpy(np.stack([layers[r.answer_text] for r in rows])),
+            torch.from_numpy(y),
+            torch.tensor([r.score_fraction for r in rows]),
+            standardize=True,
+        )
+        p3 = layered(torch.from_numpy(np.stack([layers[test[i].answer_text] for i in at])))
+        p3 = p3[:, :3].numpy()
         p2 = np.zeros_like(p1)
         if len(set(y)) > 1:
             lr = LogisticRegression(C=PROBE_C, max_iter=2000).fit(a, y)
@@ -80,6 +91,7 @@ def unseen_answers(train, test, emb) -> dict[str, list[str]]:
         for j, i in enumerate(at):
             preds["tfidf_1nn"][i] = rows[nearest[j]].verdict.value
             preds["probe_minilm"][i] = names[p1[j].argmax()]
+            preds["probe_layers"][i] = names[p3[j].argmax()]
             preds["probe_tfidf"][i] = names[p2[j].argmax()]
             preds["probe_mean"][i] = names[(p1[j] + p2[j]).argmax()]
     return preds
@@ -107,7 +119,33 @@ def _question_features(rows, emb) -> tuple[np.ndarray, np.ndarray]:
     return hand, peer
 
 
-def held_out_questions(examples, emb, k: int) -> dict[str, tuple[list[str], list[str]]]:
+def _layer_question_features(rows, layers, dim: int) -> np.ndarray:
+    """[n, 7 * layers + 2]: per MiniLM layer the cosines to reference and question and the
+    class positions of ``_question_features``; then the length ratio and its z-score."""
+
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / (x.std() + 1e-6)
+
+    def rank(x: np.ndarray) -> np.ndarray:
+        return (np.argsort(np.argsort(x)) + 0.5) / len(x)
+
+    def blocks(text: str) -> np.ndarray:
+        return layers[text].reshape(-1, dim)
+
+    a = np.stack([blocks(r.answer_text) for r in rows])  # [n, L, D]
+    ref, q = blocks(rows[0].reference_answer), blocks(rows[0].question)
+    centroid = a.mean(0)
+    centroid /= np.linalg.norm(centroid, axis=-1, keepdims=True)
+    cols = []
+    for j in range(a.shape[1]):
+        to_ref, to_c = a[:, j] @ ref[j], a[:, j] @ centroid[j]
+        cols += [to_ref, a[:, j] @ q[j], z(to_ref), rank(to_ref), to_c, z(to_c), rank(to_c)]
+    words = np.log1p([len(r.answer_text.split()) for r in rows])
+    cols += [words - np.log1p(len(rows[0].reference_answer.split())), z(words)]
+    return np.stack(cols, 1)
+
+
+def held_out_questions(examples, emb, layers, k: int) -> dict[str, tuple[list[str], list[str]]]:
     """(gold, predicted) verdicts over the k question folds, per feature set."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -115,27 +153,31 @@ def held_out_questions(examples, emb, k: int) -> dict[str, tuple[list[str], list
 
     from ml.evaluate import question_folds
 
-    feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    feats: dict[str, dict[str, np.ndarray]] = {}
     by_q: dict[str, list] = {}
     for e in examples:
         by_q.setdefault(e.question_id, []).append(e)
     for qid, rows in by_q.items():
-        feats[qid] = _question_features(rows, emb)
+        hand, peer = _question_features(rows, emb)
+        feats[qid] = {
+            "hand3": hand,
+            "hand3_peer": np.hstack([hand, peer]),
+            "layers_peer": _layer_question_features(rows, layers, len(emb[rows[0].question])),
+        }
 
-    def x(qids: list[str], peer: bool) -> np.ndarray:
-        return np.vstack([np.hstack(feats[q] if peer else feats[q][:1]) for q in qids])
+    def x(qids: list[str], name: str) -> np.ndarray:
+        return np.vstack([feats[q][name] for q in qids])
 
-    out: dict[str, tuple[list[str], list[str]]] = {"hand3": ([], []), "hand3_peer": ([], [])}
+    out: dict[str, tuple[list[str], list[str]]] = {k: ([], []) for k in feats[next(iter(feats))]}
     for train, test in question_folds(examples, k):
         tr_q = list(dict.fromkeys(e.question_id for e in train))
         te_q = list(dict.fromkeys(e.question_id for e in test))
         y = [r.verdict.value for q in tr_q for r in by_q[q]]
         for name, (gold, pred) in out.items():
-            peer = name == "hand3_peer"
             clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            clf.fit(x(tr_q, peer), y)
+            clf.fit(x(tr_q, name), y)
             gold.extend(r.verdict.value for q in te_q for r in by_q[q])
-            pred.extend(clf.predict(x(te_q, peer)))
+            pred.extend(clf.predict(x(te_q, name)))
     return out
 
 
@@ -159,11 +201,12 @@ def main() -> None:
             | {e.question for e in train}
         )
         emb = dict(zip(texts, encoder.encode(texts).numpy(), strict=True))
+        layers = dict(zip(texts, encoder.layer_features(texts).numpy(), strict=True))
         gold = [e.verdict.value for e in test]
         res = {"n_unseen": len(test), "n_training": len(train)}
-        for name, pred in unseen_answers(train, test, emb).items():
+        for name, pred in unseen_answers(train, test, emb, layers).items():
             res[f"unseen/{name}"] = _rounded(verdict_metrics(gold, pred))
-        for name, (g, p) in held_out_questions(train, emb, args.folds).items():
+        for name, (g, p) in held_out_questions(train, emb, layers, args.folds).items():
             res[f"questions/{name}"] = _rounded(verdict_metrics(g, p))
         report[lang] = res
     save_encoder_cache(encoder)

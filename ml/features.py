@@ -68,6 +68,9 @@ class FeedbackMemory:
     scores: Tensor = field(default_factory=lambda: torch.zeros(0))  # [N] normalised
     answers: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
     feedback_emb: Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # [N, D_t]
+    # The probes' inputs (format 6): the answers' layer features [N, layer_dim]. None in the
+    # memories of formats 4-5, whose probes read ``answers``.
+    layers: Tensor | None = None
     # Built on demand: question id -> its rows; (question id, held-out fold or -1) -> probe.
     _by_question: dict[str, list[int]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -82,9 +85,13 @@ class FeedbackMemory:
         examples: list[Example],
         encoder: TextEncoder,
         feedback_override: dict[str, str] | None = None,
+        *,
+        layers: bool = True,
     ) -> FeedbackMemory:
-        """``feedback_override`` (id -> text) swaps in teacher generations (sequence-level KD)."""
+        """``feedback_override`` (id -> text) swaps in teacher generations (sequence-level KD);
+        ``layers``: keep the answers' layer features for the probes (format 6)."""
         fb = [(feedback_override or {}).get(e.id, e.feedback) for e in examples]
+        texts = [e.answer_text for e in examples]
         return cls(
             ids=[e.id for e in examples],
             question_ids=[e.question_id for e in examples],
@@ -92,8 +99,9 @@ class FeedbackMemory:
             feedback=fb,
             verdicts=torch.tensor([e.verdict.index for e in examples], dtype=torch.long),
             scores=torch.tensor([e.score_fraction for e in examples], dtype=torch.float),
-            answers=encoder.encode([e.answer_text for e in examples]),
+            answers=encoder.encode(texts),
             feedback_emb=encoder.encode(fb),
+            layers=encoder.layer_features(texts) if layers else None,
         )
 
     def __len__(self) -> int:
@@ -114,6 +122,7 @@ class FeedbackMemory:
                 "scores": self.scores,
                 "answers": self.answers,
                 "feedback_emb": self.feedback_emb,
+                **({"layers": self.layers} if self.layers is not None else {}),
             },
             directory / "memory.pt",
         )
@@ -134,11 +143,25 @@ class FeedbackMemory:
                 self._by_question.setdefault(q, []).append(i)
         return [i for i in self._by_question.get(question_id, []) if self.ids[i] != exclude]
 
-    def stats(self, answer: Tensor, question_id: str | None, exclude: str | None) -> Tensor:
-        """Evidence from same-question graded answers: [MEMORY_DIM] (zeros if none)."""
+    def stats(
+        self,
+        answer: Tensor,
+        question_id: str | None,
+        exclude: str | None,
+        layers: Tensor | None = None,
+    ) -> Tensor:
+        """Evidence from same-question graded answers: [MEMORY_DIM] (zeros if none).
+        ``layers``: the answer's layer features, which a format-6 memory's probes read."""
         sel = torch.tensor(self.rows(question_id, exclude), dtype=torch.long)
         knn = knn_stats(answer, self.answers[sel], self.verdicts[sel], self.scores[sel])
-        return memory_vector(knn, self.probe(question_id, exclude), answer)
+        probe_input = answer if self.layers is None else layers
+        if probe_input is None:
+            raise ValueError("this memory's probes read layer features: pass the answer's")
+        return memory_vector(knn, self.probe(question_id, exclude), probe_input)
+
+    @property
+    def probe_inputs(self) -> Tensor:
+        return self.answers if self.layers is None else self.layers
 
     def probe(self, question_id: str | None, exclude: str | None = None) -> LinearProbe | None:
         """The linear probe of ``question_id``'s graded answers. When ``exclude`` is one of
@@ -153,7 +176,12 @@ class FeedbackMemory:
         if key not in self._probes:
             keep = [r for j, r in enumerate(rows) if fold < 0 or j % PROBE_FOLDS != fold]
             sel = torch.tensor(keep, dtype=torch.long)
-            self._probes[key] = fit_probe(self.answers[sel], self.verdicts[sel], self.scores[sel])
+            self._probes[key] = fit_probe(
+                self.probe_inputs[sel],
+                self.verdicts[sel],
+                self.scores[sel],
+                standardize=self.layers is not None,
+            )
         return self._probes[key]
 
 
@@ -402,6 +430,8 @@ class Featurizer:
         self.image_dim = media.dim if media is not None else image_dim
         # Language -> class probe (format 5), fitted on the training questions by training.
         self.class_probes: dict[str, ClassProbe] = {}
+        # Per-question probes read layer features (format 6) unless an older memory says not.
+        self.layer_probes = memory is None or memory.layers is not None
         # Probes of instructors' reviews, kept across batches: a worker grades an activity's
         # submissions in many batches with the same reviews (least recently used dropped).
         self._review_probes: OrderedDict[tuple, LinearProbe | None] = OrderedDict()
@@ -441,7 +471,10 @@ class Featurizer:
             video[i, : v.shape[0]] = v
             video_mask[i, : v.shape[0]] = True
         z = torch.stack([learner_vector(r) for r in requests])  # [B, LEARNER_DIM]
-        memory = self._memory_stats(requests, a, exclude_ids)
+        layers = None
+        if self.layer_probes and (self.memory is not None or any(r.graded for r in requests)):
+            layers = enc.layer_features(answers) * text_mask[:, None]  # [B, layer_dim]
+        memory = self._memory_stats(requests, a, layers, exclude_ids)
         memory_mask = memory[:, 0] > 0
         lex = torch.tensor(
             [
@@ -555,23 +588,32 @@ class Featurizer:
         return out
 
     def _memory_stats(
-        self, requests: list[FeedbackRequest], a: Tensor, exclude_ids: list[str | None] | None
+        self,
+        requests: list[FeedbackRequest],
+        a: Tensor,
+        layers: Tensor | None,
+        exclude_ids: list[str | None] | None,
     ) -> Tensor:
         """kNN statistics and probe over the model's graded answers to each request's question
-        plus the ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]."""
+        plus the ones the request brings (``FeedbackRequest.graded``): [B, MEMORY_DIM]. The
+        probes read ``layers`` (the answers' layer features) when given, else ``a``."""
         # Requests of one activity share their graded answers: build that evidence once.
-        evidence: dict[tuple[GradedAnswer, ...], tuple[Tensor, Tensor, Tensor]] = {}
+        evidence: dict[tuple[GradedAnswer, ...], tuple[Tensor, Tensor, Tensor, Tensor]] = {}
         out = torch.zeros(len(requests), MEMORY_DIM)
+        probe_in = a if layers is None else layers
         for i, r in enumerate(requests):
             mem = self.memory
             ex = exclude_ids[i] if exclude_ids else None
             if not r.graded:
                 if mem is not None:
-                    out[i] = mem.stats(a[i], r.question_id, ex)
+                    out[i] = mem.stats(a[i], r.question_id, ex, probe_in[i])
                 continue
             if r.graded not in evidence:
+                texts = [g.answer_text for g in r.graded]
+                emb = self.encoder.encode(texts)
                 evidence[r.graded] = (
-                    self.encoder.encode([g.answer_text for g in r.graded]),
+                    emb,
+                    emb if layers is None else self.encoder.layer_features(texts),
                     torch.tensor([g.verdict.index for g in r.graded], dtype=torch.long),
                     torch.tensor([g.score for g in r.graded], dtype=torch.float),
                 )
@@ -579,21 +621,24 @@ class Featurizer:
             rows = mem.rows(r.question_id, ex) if mem is not None else []
             if mem is not None and rows:
                 sel = torch.tensor(rows, dtype=torch.long)
-                parts.insert(0, (mem.answers[sel], mem.verdicts[sel], mem.scores[sel]))
-            answers, verdicts, scores = (torch.cat(t) for t in zip(*parts, strict=True))
+                parts.insert(
+                    0, (mem.answers[sel], mem.probe_inputs[sel], mem.verdicts[sel], mem.scores[sel])
+                )
+            answers, inputs, verdicts, scores = (torch.cat(t) for t in zip(*parts, strict=True))
             key = (r.question_id if rows else None, ex, r.graded)
-            probe = self._review_probe(key, answers, verdicts, scores)
-            out[i] = memory_vector(knn_stats(a[i], answers, verdicts, scores), probe, a[i])
+            probe = self._review_probe(key, inputs, verdicts, scores, layers is not None)
+            knn = knn_stats(a[i], answers, verdicts, scores)
+            out[i] = memory_vector(knn, probe, probe_in[i])
         return out
 
     def _review_probe(
-        self, key: tuple, answers: Tensor, verdicts: Tensor, scores: Tensor
+        self, key: tuple, inputs: Tensor, verdicts: Tensor, scores: Tensor, standardize: bool
     ) -> LinearProbe | None:
         cache = self._review_probes
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        probe = cache[key] = fit_probe(answers, verdicts, scores)
+        probe = cache[key] = fit_probe(inputs, verdicts, scores, standardize=standardize)
         if len(cache) > REVIEW_PROBE_CACHE:
             cache.popitem(last=False)
         return probe

@@ -37,10 +37,12 @@ from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackRes
 # 5: the question-independent evidence adds where the answer stands among its classmates'
 #    answers (qi_dim 34, ``ml.features.peer_vector``; formats 3-4 read its first 27), and a
 #    per-language class probe over it (class_probes.pt) reaches the heads for new questions.
+# 6: the per-question probes read the encoder's layer features, kept in the memory ("layers" in
+#    memory.pt); memories without them keep the probes of formats 4-5 on sentence embeddings.
 # Format-1 directories still load (their config has no qi_dim, so that path is off).
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 CLASS_PROBES = "class_probes.pt"
-SUPPORTED_FORMATS = (1, 2, 3, 4, 5)
+SUPPORTED_FORMATS = (1, 2, 3, 4, 5, 6)
 
 
 class FeedbackModel:

@@ -4,8 +4,10 @@ The kNN statistics (``ml.features.knn_stats``) vote with the few nearest graded 
 model fitted on all of them learns which directions of the embedding space separate this
 question's correct answers from its partial and wrong ones (a learned, question-specific
 metric). Probes are tiny (one multinomial logistic regression for the verdict, one ridge
-regression for the score, both on the answer embeddings) and are fitted on the fly: once per
-question from the model's memory, once per activity from an instructor's reviews.
+regression for the score) and are fitted on the fly: once per question from the model's memory,
+once per activity from an instructor's reviews. Since format 6 their inputs are the encoder's
+layer features (``TextEncoder.layer_features``: every layer's mean pooling, standardised over
+the answers the probe is fitted on); formats 4-5 fitted them on the sentence embeddings.
 
 The student adds a learned function of the probe's output to its verdict and score logits
 (``StudentConfig.probe_dim``). It must see in training what it sees at inference - a probe that
@@ -26,6 +28,10 @@ PROBE_DIM = 4  # verdict probabilities (3) + score (0..1)
 PROBE_C = 10.0
 RIDGE_ALPHA = 1.0
 MAX_ITER = 60
+# On standardised layer features (format 6): C of the verdict probe, and the ridge strength per
+# input dimension (a standardised answer has squared norm ~ the width, a sentence embedding 1).
+LAYER_PROBE_C = 0.1
+STD_FLOOR = 1e-3  # features (nearly) constant over the answers are zeroed, not blown up
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,13 @@ class LinearProbe:
         return torch.cat([p, s[..., None]], -1)
 
 
-def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe | None:
-    """Fit on ``answers`` [n, D] (L2-normalised), ``verdicts`` [n] (index into VERDICTS) and
-    ``scores`` [n] in 0..1; None when there is nothing to fit (n == 0). Deterministic."""
+def fit_probe(
+    answers: Tensor, verdicts: Tensor, scores: Tensor, *, standardize: bool = False
+) -> LinearProbe | None:
+    """Fit on ``answers`` [n, D], ``verdicts`` [n] (index into VERDICTS) and ``scores`` [n] in
+    0..1; None when there is nothing to fit (n == 0). Deterministic. With ``standardize`` every
+    input is first scaled to zero mean and unit variance over ``answers`` (folded into the
+    returned weights) and the penalties are those of ``LAYER_PROBE_C``."""
     n, d = answers.shape
     if n == 0:
         return None
@@ -53,6 +63,11 @@ def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe 
         x = answers.detach().float().clone()
         y = verdicts.detach().long().clone()
         s = scores.detach().float().clone()
+        shift, scale = torch.zeros(d), torch.ones(d)
+        if standardize:
+            shift, scale = x.mean(0), x.std(0, unbiased=False).clamp_min(STD_FLOOR)
+            x = (x - shift) / scale
+        c, alpha = (LAYER_PROBE_C, RIDGE_ALPHA * d) if standardize else (PROBE_C, RIDGE_ALPHA)
         # Verdict: minimise sum(log loss) + |W|^2 / (2C), the objective of sklearn's
         # LogisticRegression(C) (intercept unpenalised), by L-BFGS from zero.
         w = torch.zeros(d, 3, requires_grad=True)
@@ -64,7 +79,7 @@ def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe 
         def closure() -> Tensor:
             opt.zero_grad()
             logits = x @ w + b
-            loss = F.cross_entropy(logits, y, reduction="sum") + (w * w).sum() / (2 * PROBE_C)
+            loss = F.cross_entropy(logits, y, reduction="sum") + (w * w).sum() / (2 * c)
             loss.backward()
             return loss
 
@@ -74,9 +89,12 @@ def fit_probe(answers: Tensor, verdicts: Tensor, scores: Tensor) -> LinearProbe 
     # its dual form since there are fewer answers than dimensions.
     x_mean, s_mean = x.mean(0), s.mean()
     xc = x - x_mean
-    gram = xc @ xc.T + RIDGE_ALPHA * torch.eye(n)
+    gram = xc @ xc.T + alpha * torch.eye(n)
     sw = xc.T @ torch.linalg.solve(gram, s - s_mean)
-    return LinearProbe(w, b, sw, float(s_mean - x_mean @ sw))
+    sb = float(s_mean - x_mean @ sw)
+    # Fold the standardisation in: ((a - shift) / scale) @ w == a @ (w / scale) - z @ w.
+    z = shift / scale
+    return LinearProbe(w / scale[:, None], b - z @ w, sw / scale, sb - float(z @ sw))
 
 
 @dataclass(frozen=True)

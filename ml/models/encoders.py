@@ -25,27 +25,50 @@ class TextEncoder:
     """Maps texts to L2-normalised vectors [N, dim]; caches by text."""
 
     dim: int
+    layer_dim: int  # width of ``layer_features``
     spec: dict[str, Any]
 
     # Contextual token states are kept only for recently seen texts (references, questions and
     # the answers of the current batch); they are too large to keep for a whole memory.
     token_cache_size = 1024
+    # Layer features are kept for more texts (a worker's batch plus an activity's reviews), but
+    # not for every text ever seen: a model keeps those of its graded answers in its memory.
+    layer_cache_size = 8192
 
     def __init__(self) -> None:
         self._cache: dict[str, Tensor] = {}
         self._tokens: OrderedDict[str, Tensor] = OrderedDict()
+        self._layers: OrderedDict[str, Tensor] = OrderedDict()
 
     def _encode(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
+
+    def _layer_features(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def _remember_layers(self, text: str, features: Tensor) -> None:
+        _remember(self._layers, text, features, self.layer_cache_size)
+
+    def layer_features(self, texts: list[str]) -> Tensor:
+        """[N, layer_dim]: the inputs of the per-question probes (``ml.probe``). The last layer
+        of a sentence encoder is trained for topical similarity and blurs what separates a
+        right answer from a nearly right one to the same question; lower layers keep more of
+        the wording."""
+        found = {t: self._layers[t] for t in texts if t in self._layers}
+        todo = sorted(set(texts) - found.keys(), key=lambda t: (len(t), t))
+        if todo:
+            for t, v in zip(todo, self._layer_features(todo), strict=True):
+                found[t] = v = v.clone()  # not a view that would keep the whole batch alive
+                self._remember_layers(t, v)
+        if not texts:
+            return torch.zeros(0, self.layer_dim)
+        return torch.stack([found[t] for t in texts])
 
     def _token_states(self, texts: list[str]) -> list[Tensor]:
         raise NotImplementedError
 
     def _remember_tokens(self, text: str, states: Tensor) -> None:
-        self._tokens[text] = states
-        self._tokens.move_to_end(text)
-        while len(self._tokens) > self.token_cache_size:
-            self._tokens.popitem(last=False)
+        _remember(self._tokens, text, states, self.token_cache_size)
 
     def token_states(self, texts: list[str]) -> list[Tensor]:
         """Per text, its L2-normalised token vectors [n_i, dim] (special tokens dropped; [0, dim]
@@ -75,10 +98,30 @@ class TextEncoder:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         torch.save(self._cache, tmp)
         os.replace(tmp, path)
+        layers = _layers_path(path)
+        tmp = layers.with_name(f"{layers.name}.{os.getpid()}.tmp")
+        torch.save(dict(self._layers), tmp)
+        os.replace(tmp, layers)
 
     def load_cache(self, path: Path) -> None:
         if Path(path).is_file():
             self._cache.update(torch.load(path, weights_only=True))
+        if _layers_path(path).is_file():
+            for text, v in torch.load(_layers_path(path), weights_only=True).items():
+                self._remember_layers(text, v)
+
+
+def _remember(cache: OrderedDict[str, Tensor], text: str, value: Tensor, size: int) -> None:
+    """Least-recently-used insert: keep at most ``size`` texts."""
+    cache[text] = value
+    cache.move_to_end(text)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def _layers_path(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(f"{path.stem}.layers{path.suffix}")
 
 
 class HashingTextEncoder(TextEncoder):
@@ -87,7 +130,7 @@ class HashingTextEncoder(TextEncoder):
 
     def __init__(self, dim: int = 64) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = self.layer_dim = dim
         self.spec = {"kind": "hashing", "dim": dim}
 
     def _encode(self, texts: list[str]) -> Tensor:
@@ -101,6 +144,9 @@ class HashingTextEncoder(TextEncoder):
                 h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=8).digest(), "little")
                 out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
         return F.normalize(out, dim=-1)
+
+    def _layer_features(self, texts: list[str]) -> Tensor:
+        return self.encode(texts)  # no layers
 
     def _token_states(self, texts: list[str]) -> list[Tensor]:
         out = []
@@ -143,12 +189,14 @@ class MiniLMTextEncoder(TextEncoder):
         self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
         self.device = torch.device(device)
         self.dim = int(self.model.config.hidden_size)
+        self.layer_dim = self.dim * int(self.model.config.num_hidden_layers)
         self.max_length = max_length
         self.batch_size = batch_size
         self.spec = {"kind": "minilm", "path": None, "max_length": max_length}
 
-    def _passes(self, texts: list[str]) -> Iterator[tuple[list[str], Tensor, Any]]:
-        """Encoder passes over ``texts`` in batches: (chunk, hidden [b, L, D], tokenized)."""
+    def _passes(self, texts: list[str]) -> Iterator[tuple[list[str], tuple[Tensor, ...], Any]]:
+        """Encoder passes over ``texts`` in batches: (chunk, hidden states of the embeddings and
+        every layer, each [b, L, D], tokenized)."""
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
             enc = self.tokenizer(
@@ -158,19 +206,35 @@ class MiniLMTextEncoder(TextEncoder):
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            yield chunk, self.model(**enc).last_hidden_state, enc
+            yield chunk, self.model(**enc, output_hidden_states=True).hidden_states, enc
 
     @torch.inference_mode()
+    def _embed(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """One pass: sentence embeddings [N, D] and layer features [N, layer_dim] (the masked
+        mean pooling of every layer, each L2-normalised). Keeps the token states too."""
+        finals, layers = [], []
+        for chunk, states, enc in self._passes(texts):
+            mask = enc["attention_mask"][..., None].to(states[-1].dtype)  # [b, L, 1]
+            pooled = torch.stack([(h * mask).sum(1) for h in states[1:]], 1)  # [b, layers, D]
+            pooled = F.normalize(pooled / mask.sum(1)[:, None].clamp_min(1e-9), dim=-1)
+            pooled = pooled.float().cpu()
+            finals.append(pooled[:, -1])
+            layers.append(pooled.flatten(1))
+            for text, tokens in zip(chunk, self._split_tokens(states[-1], enc), strict=True):
+                self._remember_tokens(text, tokens)
+        return torch.cat(finals), torch.cat(layers)
+
     def _encode(self, texts: list[str]) -> Tensor:
-        out = []
-        for chunk, hidden, enc in self._passes(texts):
-            mask = enc["attention_mask"][..., None].to(hidden.dtype)  # [b, L, 1]
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # [b, D]
-            out.append(F.normalize(pooled, dim=-1).float().cpu())
-            # The same pass gives the token states: keep them for the alignment features.
-            for text, states in zip(chunk, self._split_tokens(hidden, enc), strict=True):
-                self._remember_tokens(text, states)
-        return torch.cat(out)
+        finals, layers = self._embed(texts)
+        for t, v in zip(texts, layers, strict=True):
+            self._remember_layers(t, v.clone())
+        return finals
+
+    def _layer_features(self, texts: list[str]) -> Tensor:
+        finals, layers = self._embed(texts)
+        for t, v in zip(texts, finals, strict=True):
+            self._cache[t] = v.clone()
+        return layers
 
     @staticmethod
     def _split_tokens(hidden: Tensor, enc: Any) -> list[Tensor]:
@@ -184,8 +248,8 @@ class MiniLMTextEncoder(TextEncoder):
     @torch.inference_mode()
     def _token_states(self, texts: list[str]) -> list[Tensor]:
         rows: list[Tensor] = []
-        for _, hidden, enc in self._passes(texts):
-            rows += self._split_tokens(hidden, enc)
+        for _, states, enc in self._passes(texts):
+            rows += self._split_tokens(states[-1], enc)
         return rows
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
 
 from ml.data import load_corpus
 from ml.features import KNN_DIM, PROBE_FOLDS, Featurizer, FeedbackMemory
 from ml.models.encoders import HashingTextEncoder
-from ml.probe import PROBE_C, PROBE_DIM, RIDGE_ALPHA, fit_probe
+from ml.probe import LAYER_PROBE_C, PROBE_C, PROBE_DIM, RIDGE_ALPHA, fit_probe
 from ml.types import GradedAnswer, Verdict
 
 
@@ -34,6 +35,26 @@ def test_probe_fits_the_same_models_as_scikit_learn():
     np.testing.assert_allclose(out[:, :3].numpy(), lr.predict_proba(test.numpy()), atol=2e-3)
     ridge = Ridge(alpha=RIDGE_ALPHA).fit(x.numpy(), s.numpy())
     np.testing.assert_allclose(out[:, 3].numpy(), ridge.predict(test.numpy()).clip(0, 1), atol=1e-4)
+
+
+def test_standardised_probe_fits_the_same_models_as_scikit_learn():
+    """Layer features (format 6) are standardised over the probe's answers; the scaling is folded
+    into the weights, so the probe takes raw features."""
+    x, y, s = _data(60)
+    scales = torch.linspace(0.05, 3.0, x.shape[1])  # inputs on very different scales
+    x, test = x * scales + 0.5, _data(10, seed=1)[0] * scales + 0.5
+    probe = fit_probe(x, y, s, standardize=True)
+    assert probe is not None
+    out = probe(test)
+    scaler = StandardScaler().fit(x.numpy())
+    xs, ts = scaler.transform(x.numpy()), scaler.transform(test.numpy())
+    lr = LogisticRegression(C=LAYER_PROBE_C, max_iter=10_000, tol=1e-10).fit(xs, y.numpy())
+    np.testing.assert_allclose(out[:, :3].numpy(), lr.predict_proba(ts), atol=2e-3)
+    ridge = Ridge(alpha=RIDGE_ALPHA * x.shape[1]).fit(xs, s.numpy())
+    np.testing.assert_allclose(out[:, 3].numpy(), ridge.predict(ts).clip(0, 1), atol=1e-4)
+    # Two answers, or features constant over them: no division by a vanishing spread.
+    few = fit_probe(torch.cat([x[:2], x[:2]]), y[:4], s[:4], standardize=True)
+    assert few is not None and torch.isfinite(few(test)).all()
 
 
 def test_probe_edge_cases_and_inference_mode():
@@ -77,6 +98,42 @@ def test_training_answers_get_probes_cross_fitted_without_them():
     assert memory.probe("q", exclude="a0") is memory.probe("q", exclude="a10")
     assert memory.probe("q", exclude="unknown") is full
     assert memory.probe(None) is None and memory.probe("nobody") is None
+
+
+def test_memory_probes_read_layer_features_and_older_memories_keep_embeddings(tmp_path):
+    encoder = HashingTextEncoder(48)
+    corpus = load_corpus()
+    memory = FeedbackMemory.build(corpus, encoder)
+    assert memory.layers is not None and memory.layers.shape == (len(corpus), encoder.layer_dim)
+    (tmp_path / "v6").mkdir()
+    memory.save(tmp_path / "v6")
+    memory = FeedbackMemory.load(tmp_path / "v6")
+    assert memory.layers is not None and Featurizer(encoder, memory, None, 8).layer_probes
+    qid = corpus[0].question_id
+    rows = memory.rows(qid)
+    layered = fit_probe(
+        memory.layers[rows], memory.verdicts[rows], memory.scores[rows], standardize=True
+    )
+    probe = memory.probe(qid)
+    assert probe is not None and layered is not None
+    assert torch.allclose(probe.weight, layered.weight)
+    # A format-4/5 memory has no layer features: its probes stay those it was trained with.
+    older = FeedbackMemory.build(corpus, encoder, layers=False)
+    (tmp_path / "v5").mkdir()
+    older.save(tmp_path / "v5")
+    older = FeedbackMemory.load(tmp_path / "v5")
+    assert older.layers is None and not Featurizer(encoder, older, None, 8).layer_probes
+    plain = fit_probe(older.answers[rows], older.verdicts[rows], older.scores[rows])
+    old_probe = older.probe(qid)
+    assert old_probe is not None and plain is not None
+    assert torch.allclose(old_probe.weight, plain.weight)
+    assert not torch.allclose(old_probe.weight, probe.weight)
+    req = corpus[0].to_request()
+    new_ev = Featurizer(encoder, memory, None, 8)([req]).batch.memory[0]
+    old_ev = Featurizer(encoder, older, None, 8)([req]).batch.memory[0]
+    assert torch.equal(new_ev[:KNN_DIM], old_ev[:KNN_DIM])  # same neighbours, other probes
+    assert torch.allclose(old_ev[KNN_DIM:], old_probe(encoder.encode([req.answer_text]))[0])
+    assert torch.allclose(new_ev[KNN_DIM:], probe(encoder.layer_features([req.answer_text]))[0])
 
 
 def test_memory_evidence_carries_the_probe(make_request):
@@ -156,3 +213,36 @@ def test_the_probe_reaches_the_heads_only_for_answers_with_graded_evidence():
         a, b = model(batch), model(other)
     assert not torch.allclose(a.verdict_logits[0], b.verdict_logits[0])
     assert torch.allclose(a.verdict_logits[1], b.verdict_logits[1])
+
+
+@pytest.mark.slow
+def test_minilm_layer_features_come_from_the_same_pass_and_the_cache(tmp_path):
+    from ml.models.encoders import MiniLMTextEncoder
+
+    texts = ["Routers forward packets by their routing table.", "A default route.", ""]
+    enc = MiniLMTextEncoder()
+    layers = enc.layer_features(texts)
+    n_layers = enc.model.config.num_hidden_layers
+    assert enc.layer_dim == n_layers * enc.dim and layers.shape == (3, enc.layer_dim)
+    blocks = layers.view(3, n_layers, enc.dim)
+    assert torch.allclose(blocks.norm(dim=-1), torch.ones(3, n_layers), atol=1e-5)
+    assert torch.allclose(blocks[:, -1], enc.encode(texts), atol=1e-6)  # the sentence embedding
+    # Encoding keeps the layer features of the same pass, and the disk cache keeps both.
+    other = MiniLMTextEncoder()
+    other.encode(texts)
+    assert set(texts) <= other._layers.keys()
+    assert torch.allclose(other.layer_features(texts), layers, atol=1e-6)
+    other.save_cache(tmp_path / "minilm.pt")
+    cached = MiniLMTextEncoder()
+    cached.load_cache(tmp_path / "minilm.pt")
+    assert set(texts) <= cached._layers.keys() and set(texts) <= cached._cache.keys()
+    assert torch.equal(cached.layer_features(texts), other.layer_features(texts))
+
+
+def test_layer_features_of_more_texts_than_the_cache_holds():
+    enc = HashingTextEncoder(16)
+    enc.layer_cache_size = 3
+    texts = [f"answer number {i} about routers" for i in range(10)]
+    layers = enc.layer_features(texts)
+    assert layers.shape == (10, 16) and len(enc._layers) == 3
+    assert torch.equal(enc.layer_features(texts[:1])[0], layers[0])

@@ -196,11 +196,14 @@ def test_memory_is_leave_one_out_and_same_question_only():
     memory = FeedbackMemory.build(corpus, enc)
     ex = corpus[0]
     a = enc.encode([ex.answer_text])[0]
-    with_self = memory.stats(a, ex.question_id, exclude=None)
-    without = memory.stats(a, ex.question_id, exclude=ex.id)
+    layers = enc.layer_features([ex.answer_text])[0]
+    with_self = memory.stats(a, ex.question_id, None, layers)
+    without = memory.stats(a, ex.question_id, ex.id, layers)
     assert with_self[5] == pytest.approx(1.0, abs=1e-5)  # nearest neighbour is itself
     assert without[5] < 0.999
-    assert memory.stats(a, "unknown-question", None).sum() == 0
+    assert memory.stats(a, "unknown-question", None, layers).sum() == 0
+    with pytest.raises(ValueError, match="layer features"):
+        memory.stats(a, ex.question_id, None)  # its probes read layer features
     same, allowed = feedback_masks(memory, [ex.to_request()], exclude_ids=[ex.id])
     assert int(same.sum()) == 6 and not bool(allowed[0, 0])
     assert all(memory.languages[j] == "en" for j in allowed[0].nonzero().flatten().tolist())
