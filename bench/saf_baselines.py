@@ -97,6 +97,14 @@ def unseen_answers(train, test, emb, layers) -> dict[str, list[str]]:
     return preds
 
 
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-6)
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    return (np.argsort(np.argsort(x)) + 0.5) / len(x)
+
+
 def _question_features(rows, emb) -> tuple[np.ndarray, np.ndarray]:
     """(hand3 [n, 3], peer [n, 6]) for the answers ``rows`` to one question."""
     a = np.stack([emb[r.answer_text] for r in rows])
@@ -108,26 +116,14 @@ def _question_features(rows, emb) -> tuple[np.ndarray, np.ndarray]:
     centroid = a.mean(0)
     to_centroid = a @ (centroid / np.linalg.norm(centroid))
 
-    def z(x: np.ndarray) -> np.ndarray:
-        return (x - x.mean()) / (x.std() + 1e-6)
-
-    def rank(x: np.ndarray) -> np.ndarray:
-        return (np.argsort(np.argsort(x)) + 0.5) / len(x)
-
-    peer = np.stack([z(hand[:, 0]), rank(hand[:, 0]), z(ratio), to_centroid, z(to_centroid),
-                     rank(to_centroid)], 1)  # fmt: skip
+    peer = np.stack([_z(hand[:, 0]), _rank(hand[:, 0]), _z(ratio), to_centroid, _z(to_centroid),
+                     _rank(to_centroid)], 1)  # fmt: skip
     return hand, peer
 
 
 def _layer_question_features(rows, layers, dim: int) -> np.ndarray:
     """[n, 7 * layers + 2]: per MiniLM layer the cosines to reference and question and the
     class positions of ``_question_features``; then the length ratio and its z-score."""
-
-    def z(x: np.ndarray) -> np.ndarray:
-        return (x - x.mean()) / (x.std() + 1e-6)
-
-    def rank(x: np.ndarray) -> np.ndarray:
-        return (np.argsort(np.argsort(x)) + 0.5) / len(x)
 
     def blocks(text: str) -> np.ndarray:
         return layers[text].reshape(-1, dim)
@@ -139,9 +135,9 @@ def _layer_question_features(rows, layers, dim: int) -> np.ndarray:
     cols = []
     for j in range(a.shape[1]):
         to_ref, to_c = a[:, j] @ ref[j], a[:, j] @ centroid[j]
-        cols += [to_ref, a[:, j] @ q[j], z(to_ref), rank(to_ref), to_c, z(to_c), rank(to_c)]
+        cols += [to_ref, a[:, j] @ q[j], _z(to_ref), _rank(to_ref), to_c, _z(to_c), _rank(to_c)]
     words = np.log1p([len(r.answer_text.split()) for r in rows])
-    cols += [words - np.log1p(len(rows[0].reference_answer.split())), z(words)]
+    cols += [words - np.log1p(len(rows[0].reference_answer.split())), _z(words)]
     return np.stack(cols, 1)
 
 

@@ -430,11 +430,14 @@ class Featurizer:
         self.image_dim = media.dim if media is not None else image_dim
         # Language -> class probe (format 5), fitted on the training questions by training.
         self.class_probes: dict[str, ClassProbe] = {}
-        # Per-question probes read layer features (format 6) unless an older memory says not.
-        self.layer_probes = memory is None or memory.layers is not None
         # Probes of instructors' reviews, kept across batches: a worker grades an activity's
         # submissions in many batches with the same reviews (least recently used dropped).
         self._review_probes: OrderedDict[tuple, LinearProbe | None] = OrderedDict()
+
+    @property
+    def layer_probes(self) -> bool:
+        """Per-question probes read layer features (format 6) unless an older memory says not."""
+        return self.memory is None or self.memory.layers is not None
 
     def __call__(
         self,
