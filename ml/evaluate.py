@@ -155,12 +155,19 @@ def saf_question_cv(
                 per_lang_preds[lang].append(evaluate_examples(model, rest, graded=graded, **kw))
     draws = repeats if graded_per_question else 1
     for lang, folds in per_lang_preds.items():
-        n = sum(r["n"] for r in folds)
-        keys = [key for key in folds[0] if key != "n"]
-        # Answer-weighted mean over folds (and draws).
-        results[lang] = {key: round(sum(r[key] * r["n"] for r in folds) / n, 4) for key in keys}
-        results[lang]["n"] = n // draws
+        results[lang] = pool_folds(folds, draws)
         results[lang]["folds"] = k
         if graded_per_question:
             results[lang] |= {"graded_per_question": graded_per_question, "draws": draws}
     return results
+
+
+def pool_folds(folds: list[dict[str, Any]], draws: int = 1) -> dict[str, Any]:
+    """Answer-weighted mean of per-fold (and per-draw) metrics; ``n`` counts each answer once."""
+    n = sum(r["n"] for r in folds)
+    keys = [key for key in folds[0] if key != "n"]
+    pooled: dict[str, Any] = {
+        key: round(sum(r[key] * r["n"] for r in folds) / n, 4) for key in keys
+    }
+    pooled["n"] = n // draws
+    return pooled

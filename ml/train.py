@@ -36,7 +36,8 @@ from ml.features import (
 from ml.feedback import language_of
 from ml.losses import distillation_loss, soft_cross_entropy, two_hot
 from ml.models.encoders import TextEncoder
-from ml.models.student import StudentConfig, StudentModel
+from ml.models.ensemble import StudentEnsemble
+from ml.models.student import StudentBatch, StudentConfig, StudentModel
 from ml.probe import PROBE_DIM
 from ml.teacher.labels import TeacherLabel
 
@@ -50,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
+    members: int = 1  # > 1: an ensemble of students with seeds seed, seed + 1, ...
     memory_dropout: float = 0.3  # share of rows trained as if the question were unseen
     peer_dropout: float = 0.3  # share of rows trained without classmates' answers
     criteria_from_score: bool = True  # weak criterion targets from full/zero scores
@@ -92,11 +94,11 @@ def train_student(
     student_cfg: StudentConfig | None = None,
     teacher: dict[str, TeacherLabel] | None = None,
     media: MediaEncoder | None = None,
-) -> tuple[StudentModel, Featurizer, dict]:
-    """Train a student on ``examples``; returns the model, its featurizer (with memory) and a
-    history dict (losses per epoch, timings)."""
+) -> tuple[StudentModel | StudentEnsemble, Featurizer, dict]:
+    """Train a student on ``examples`` (``cfg.members`` > 1: that many, as an ensemble, on the
+    same prepared features); returns the model, its featurizer (with memory) and a history dict
+    (losses per epoch, timings)."""
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
     teacher = teacher or {}
     t0 = time.perf_counter()
     fb_teacher = {k: v.feedback for k, v in teacher.items() if v.feedback}
@@ -124,7 +126,6 @@ def train_student(
         b = feats.batch
         seen = {"image": bool(b.image_mask.any()), "video": bool(b.video_mask.any())}
         student_cfg = replace(student_cfg, trained_media=[m for m, ok in seen.items() if ok])
-    model = StudentModel(student_cfg)
     N = len(examples)
     # Targets.
     verdict_t = torch.tensor([e.verdict.index for e in examples])  # [N]
@@ -155,64 +156,21 @@ def train_student(
         torch.tensor([teacher[e.id].score if e.id in teacher else 0.0 for e in examples]),
         student_cfg.n_score_bins,
     )  # [N, K]
+    targets = _Targets(
+        verdict_t, score_t, crit_t, crit_tmask, fb_sim, same, allowed, has_teacher, t_verdict,
+        t_score,
+    )  # fmt: skip
     prep_s = time.perf_counter() - t0
     log.info("prepared %d examples in %.1fs", N, prep_s)
-
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * ((N + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(1, steps))
-    history: dict = {"loss": [], "prepare_s": round(prep_s, 2)}
-    order = list(range(N))
-    model.train()
-    for _epoch in range(cfg.epochs):
-        rng.shuffle(order)
-        total = 0.0
-        for s in range(0, N, cfg.batch_size):
-            idx = torch.tensor(order[s : s + cfg.batch_size])
-            b = feats.batch.index(idx)
-            # Memory dropout: pretend the question was never seen for some rows.
-            drop = torch.rand(len(idx)) < cfg.memory_dropout
-            b.memory = b.memory * (~drop)[:, None]
-            b.memory_mask = b.memory_mask & ~drop
-            out = model(b)
-            loss = cfg.w_verdict * F.cross_entropy(out.verdict_logits, verdict_t[idx])
-            loss = loss + cfg.w_score * (
-                soft_cross_entropy(
-                    out.score_logits, two_hot(score_t[idx], student_cfg.n_score_bins)
-                )
-                + F.mse_loss(out.score, score_t[idx])
-            )
-            cm = crit_tmask[idx]
-            if cm.any():
-                bce = F.binary_cross_entropy_with_logits(
-                    out.crit_logits, crit_t[idx], reduction="none"
-                )
-                loss = loss + cfg.w_criteria * (bce * cm).sum() / cm.sum()
-            correct = (out.verdict_logits.argmax(-1) == verdict_t[idx]).float()
-            loss = loss + cfg.w_confidence * F.binary_cross_entropy_with_logits(
-                out.confidence_logit, correct
-            )
-            loss = loss + cfg.w_feedback * _feedback_loss(
-                model, out.h, b, memory, same[idx] & ~drop[:, None], allowed[idx], fb_sim[idx], cfg
-            )
-            if has_teacher[idx].any():
-                loss = loss + distillation_loss(
-                    {"verdict": out.verdict_logits, "score": out.score_logits},
-                    {"verdict": t_verdict[idx], "score": t_score[idx]},
-                    cfg.kd_lambdas,
-                    cfg.kd_temperature,
-                    teacher_is_probs=True,
-                    masks={"verdict": has_teacher[idx], "score": has_teacher[idx]},
-                )
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            total += loss.detach().item() * len(idx)
-        history["loss"].append(round(total / N, 4))
-        log.info("epoch %d loss %.4f", _epoch + 1, total / N)
-    model.eval()
+    history: dict = {"prepare_s": round(prep_s, 2), "member_loss": []}
+    members = []
+    for k in range(cfg.members):
+        # Members differ only in their seed: initialisation, order and dropout draws.
+        member, losses = _fit_member(student_cfg, feats.batch, memory, targets, cfg, cfg.seed + k)
+        members.append(member)
+        history["member_loss"].append(losses)
+    history["loss"] = history["member_loss"][0]
+    model = members[0] if len(members) == 1 else StudentEnsemble(members).eval()
     history["train_s"] = round(time.perf_counter() - t0, 2)
     history["config"] = asdict(cfg)
     return model, featurizer, history
@@ -235,3 +193,94 @@ def _feedback_loss(
     rows = allowed.any(-1)
     logits = logits.masked_fill(~allowed, -1e4)
     return soft_cross_entropy(logits, target, rows)
+
+
+@dataclass
+class _Targets:
+    verdict: Tensor  # [N]
+    score: Tensor  # [N]
+    crit: Tensor  # [N, C]
+    crit_mask: Tensor  # [N, C]
+    fb_sim: Tensor  # [N, N] target similarity of each example's feedback to the candidates
+    same: Tensor  # [N, N] candidate is from the same question
+    allowed: Tensor  # [N, N] candidate may be used
+    has_teacher: Tensor  # [N]
+    t_verdict: Tensor  # [N, 3]
+    t_score: Tensor  # [N, K]
+
+
+def _fit_member(
+    student_cfg: StudentConfig,
+    batch: StudentBatch,
+    memory: FeedbackMemory,
+    t: _Targets,
+    cfg: TrainConfig,
+    seed: int,
+) -> tuple[StudentModel, list[float]]:
+    """One student trained on the prepared features; returns it and its loss per epoch."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = StudentModel(student_cfg)
+    N = len(batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * ((N + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(1, steps))
+    losses: list[float] = []
+    order = list(range(N))
+    model.train()
+    for _epoch in range(cfg.epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for s in range(0, N, cfg.batch_size):
+            idx = torch.tensor(order[s : s + cfg.batch_size])
+            b = batch.index(idx)
+            # Memory dropout: pretend the question was never seen for some rows.
+            drop = torch.rand(len(idx)) < cfg.memory_dropout
+            b.memory = b.memory * (~drop)[:, None]
+            b.memory_mask = b.memory_mask & ~drop
+            out = model(b)
+            loss = cfg.w_verdict * F.cross_entropy(out.verdict_logits, t.verdict[idx])
+            loss = loss + cfg.w_score * (
+                soft_cross_entropy(
+                    out.score_logits, two_hot(t.score[idx], student_cfg.n_score_bins)
+                )
+                + F.mse_loss(out.score, t.score[idx])
+            )
+            cm = t.crit_mask[idx]
+            if cm.any():
+                bce = F.binary_cross_entropy_with_logits(
+                    out.crit_logits, t.crit[idx], reduction="none"
+                )
+                loss = loss + cfg.w_criteria * (bce * cm).sum() / cm.sum()
+            correct = (out.verdict_logits.argmax(-1) == t.verdict[idx]).float()
+            loss = loss + cfg.w_confidence * F.binary_cross_entropy_with_logits(
+                out.confidence_logit, correct
+            )
+            loss = loss + cfg.w_feedback * _feedback_loss(
+                model,
+                out.h,
+                b,
+                memory,
+                t.same[idx] & ~drop[:, None],
+                t.allowed[idx],
+                t.fb_sim[idx],
+                cfg,
+            )
+            if t.has_teacher[idx].any():
+                loss = loss + distillation_loss(
+                    {"verdict": out.verdict_logits, "score": out.score_logits},
+                    {"verdict": t.t_verdict[idx], "score": t.t_score[idx]},
+                    cfg.kd_lambdas,
+                    cfg.kd_temperature,
+                    teacher_is_probs=True,
+                    masks={"verdict": t.has_teacher[idx], "score": t.has_teacher[idx]},
+                )
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.detach().item() * len(idx)
+        losses.append(round(total / N, 4))
+        log.info("seed %d epoch %d loss %.4f", seed, _epoch + 1, total / N)
+    return model.eval(), losses

@@ -349,11 +349,3 @@ class StudentModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.cfg.save(directory / "student_config.json")
         torch.save(self.state_dict(), directory / "student.pt")
-
-    @classmethod
-    def load(cls, directory: Path, device: str | torch.device = "cpu") -> StudentModel:
-        directory = Path(directory)
-        model = cls(StudentConfig.load(directory / "student_config.json"))
-        state = torch.load(directory / "student.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state)
-        return model.to(device).eval()
